@@ -1,0 +1,21 @@
+//! The domain vocabulary of Ondol: no IO, no async.
+//!
+//! - [`id`]: validated identifiers for devices, residents and staff.
+//! - [`reading`]: reading types, their units, ranges and categories (DESIGN §2).
+//! - [`reason`]: why a reading or message was refused ([`ReasonCode`]).
+//! - [`wire`]: decoding device messages (Ondol JSON and SenML packs), status
+//!   messages, receipts and the topic layout.
+//! - [`roster`]: residents, devices, staff and check-in plans.
+//! - [`clock`]: the injected wall clock ([`Clock`]) with a manual one for tests.
+
+pub mod clock;
+pub mod id;
+pub mod reading;
+pub mod reason;
+pub mod roster;
+pub mod wire;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use id::{DeviceId, IdError, ResidentId, StaffId};
+pub use reading::{Category, CheckinValue, DoorState, Reading, ReadingType, ReadingValue};
+pub use reason::{ReasonCode, Rejection};
