@@ -13,6 +13,7 @@ pub mod id;
 pub mod reading;
 pub mod reason;
 pub mod roster;
+pub mod serde_duration;
 pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
