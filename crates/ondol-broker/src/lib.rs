@@ -1,1 +1,343 @@
-//! TODO
+//! The embedded MQTT broker: rumqttd's router on its own thread, its TCP
+//! listener on another, and in-process links for ingest.
+//!
+//! Start-up is two-step on purpose ([`Router::start`] then
+//! [`Router::listen`]): rumqttd keeps messages only in RAM and drops a publish
+//! nobody is subscribed to, so ingest must take its in-process link and
+//! subscribe *before* the first device can connect.
+//!
+//! - [`config`]: the `[mqtt]` section of the config file.
+//! - [`Router`]: the running router; hands out [`LocalLink`]s.
+//! - [`Listener`]: the running device listener.
+
+pub mod config;
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
+use rumqttd::protocol::v4::V4;
+use rumqttd::{ConnectionSettings, LinkType, Notification, RouterConfig, Server, ServerSettings};
+
+pub use config::BrokerConfig;
+
+/// Why the embedded broker could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// rumqttd's `LinkError` carries whole packets; only its message is kept.
+    #[error("in-process link {name:?} to the embedded broker failed: {reason}")]
+    Link { name: String, reason: String },
+    #[error("link {name:?} did not get a subscription acknowledgement for {filter:?}")]
+    Subscribe { name: String, filter: String },
+    #[error("cannot listen for devices on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the embedded broker did not accept connections on {addr} within {waited:?}")]
+    NotReady { addr: SocketAddr, waited: Duration },
+    #[error("could not start the broker thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+type LinkFactory = dyn Fn(&str) -> Result<(LinkTx, LinkRx), String> + Send + Sync;
+
+/// The running rumqttd router (its own OS thread, started by rumqttd).
+///
+/// rumqttd has no shutdown API: the router lives until the process exits,
+/// which is fine because ingest drains it before the process ends.
+#[derive(Clone)]
+pub struct Router {
+    config: BrokerConfig,
+    // rumqttd does not export the type of the router's sender, so the
+    // operations that need it are kept as closures.
+    new_link: Arc<LinkFactory>,
+    start_server: Arc<dyn Fn(ServerSettings) -> thread::Result<()> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("config", &self.config).finish()
+    }
+}
+
+/// An in-process connection to the router, as rumqttd hands it out.
+pub struct LocalLink {
+    pub tx: LinkTx,
+    pub rx: LinkRx,
+}
+
+impl std::fmt::Debug for LocalLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLink").field("id", &self.rx.id()).finish()
+    }
+}
+
+impl Router {
+    /// Starts the router thread. Nothing listens for devices yet.
+    pub fn start(config: &BrokerConfig) -> Router {
+        let router_tx = rumqttd::Router::new(0, router_config(config)).spawn();
+        let link_tx = router_tx.clone();
+        let new_link = Arc::new(move |name: &str| {
+            let (tx, rx, _connack) = LinkBuilder::new(name, link_tx.clone())
+                .clean_session(true)
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok((tx, rx))
+        });
+        let start_server = Arc::new(move |settings: ServerSettings| {
+            let router_tx = router_tx.clone();
+            let name = settings.name.clone();
+            thread::Builder::new()
+                .name("mqtt-listener".into())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(error) => {
+                            tracing::error!(error = %error, "cannot build the MQTT listener runtime");
+                            return;
+                        }
+                    };
+                    let mut server = Server::new(settings, router_tx, V4);
+                    if let Err(error) = runtime.block_on(server.start(LinkType::Remote)) {
+                        tracing::error!(listener = %name, error = %error, "MQTT listener stopped");
+                    }
+                })
+                .map(|_| ())
+                .map_err(|e| Box::new(e) as Box<dyn std::any::Any + Send>)
+        });
+        Router {
+            config: config.clone(),
+            new_link,
+            start_server,
+        }
+    }
+
+    /// Opens an in-process link (blocks until the router accepts it).
+    pub fn link(&self, name: &str) -> Result<LocalLink, BrokerError> {
+        let (tx, rx) = (self.new_link)(name).map_err(|reason| BrokerError::Link {
+            name: name.to_owned(),
+            reason,
+        })?;
+        Ok(LocalLink { tx, rx })
+    }
+
+    /// Opens a link and subscribes it to `filters`, returning only once the
+    /// router has acknowledged every subscription, so no message published
+    /// afterwards can be missed.
+    pub fn subscribed_link(&self, name: &str, filters: &[&str]) -> Result<LocalLink, BrokerError> {
+        let mut link = self.link(name)?;
+        for filter in filters {
+            link.tx.subscribe(*filter).map_err(|e| BrokerError::Link {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match link.rx.recv_deadline(deadline) {
+                    Ok(Some(Notification::DeviceAck(_))) => break,
+                    Ok(Some(Notification::Unschedule)) => {
+                        let _ = link.rx.ready();
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        return Err(BrokerError::Subscribe {
+                            name: name.to_owned(),
+                            filter: (*filter).to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(link)
+    }
+
+    /// Checks the router thread still answers: a publish on a private topic
+    /// must come back on a link subscribed to it. rumqttd's router can die
+    /// silently, after which every connection fails.
+    pub fn probe(&self, timeout: Duration) -> bool {
+        const PROBE_TOPIC: &str = "ondol/internal/probe";
+        let Ok(mut link) = self.subscribed_link("ondol-probe", &[PROBE_TOPIC]) else {
+            return false;
+        };
+        if link.tx.publish(PROBE_TOPIC, "ping").is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match link.rx.recv_deadline(deadline) {
+                Ok(Some(Notification::Forward(_))) => return true,
+                Ok(Some(Notification::Unschedule)) => {
+                    let _ = link.rx.ready();
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Starts accepting devices on `mqtt.listen` and waits until the port
+    /// answers. Call it after ingest has subscribed.
+    pub fn listen(&self) -> Result<Listener, BrokerError> {
+        let addr = self.config.listen;
+        // rumqttd binds inside its own thread and only logs a failure there;
+        // binding once here turns "port in use" into a clear start-up error.
+        drop(
+            std::net::TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?,
+        );
+        (self.start_server)(server_settings(&self.config))
+            .map_err(|_| BrokerError::Thread(std::io::Error::other("spawn failed")))?;
+        let probe_addr = loopback_for(addr);
+        let waited = Duration::from_secs(10);
+        let deadline = Instant::now() + waited;
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&probe_addr, Duration::from_millis(200)).is_ok() {
+                tracing::info!(listen = %addr, "MQTT broker accepting devices");
+                return Ok(Listener { addr });
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(BrokerError::NotReady { addr, waited })
+    }
+}
+
+/// The device listener. It stops with the process.
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    pub addr: SocketAddr,
+}
+
+/// Where to reach a listener bound to `addr` from this machine.
+fn loopback_for(addr: SocketAddr) -> SocketAddr {
+    let mut probe = addr;
+    if addr.ip().is_unspecified() {
+        probe.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    probe
+}
+
+fn router_config(config: &BrokerConfig) -> RouterConfig {
+    // Each subscription filter keeps a ring of segment_size × segment_count
+    // bytes; a subscriber further behind than that silently loses messages.
+    let segment_count = 8;
+    RouterConfig {
+        // Local links count too (ingest, receipts, probe).
+        max_connections: config.max_connections + 16,
+        max_outgoing_packet_count: 200,
+        // Below 1024 the router thread panics on the first subscribe.
+        max_segment_size: (config.max_buffered_bytes / segment_count).max(1024 * 1024),
+        max_segment_count: segment_count,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+    }
+}
+
+fn server_settings(config: &BrokerConfig) -> ServerSettings {
+    ServerSettings {
+        name: "devices".into(),
+        listen: config.listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections: ConnectionSettings {
+            connection_timeout_ms: u16::try_from(config.connection_timeout.as_millis())
+                .unwrap_or(u16::MAX),
+            max_payload_size: config.max_packet_bytes,
+            max_inflight_count: config.max_inflight,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_config() -> BrokerConfig {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            max_connections: 10,
+            max_buffered_bytes: 8 * 1024 * 1024,
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// A device publishing over TCP reaches a link subscribed before the
+    /// listener opened, and the router answers probes.
+    #[test]
+    fn a_device_publish_reaches_the_subscribed_link() {
+        let config = test_config();
+        let router = Router::start(&config);
+        let mut link = router
+            .subscribed_link("ingest", &["ondol/v1/devices/+/readings"])
+            .expect("subscribed");
+        let listener = router.listen().expect("listening");
+        assert_eq!(listener.addr, config.listen);
+        assert!(router.probe(Duration::from_secs(5)));
+
+        let mut options = rumqttc::MqttOptions::new("gw-1", "127.0.0.1", config.listen.port());
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = rumqttc::Client::new(options, 10);
+        client
+            .publish(
+                "ondol/v1/devices/gw-1/readings",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                b"{}".to_vec(),
+            )
+            .expect("queued");
+        let mut acked = false;
+        for event in connection.iter().take(20) {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) = event {
+                acked = true;
+                break;
+            }
+        }
+        assert!(acked, "the broker acknowledged the publish");
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match link.rx.recv_deadline(deadline) {
+                Ok(Some(Notification::Forward(forward))) => {
+                    assert_eq!(&forward.publish.topic[..], b"ondol/v1/devices/gw-1/readings");
+                    assert_eq!(&forward.publish.payload[..], b"{}");
+                    break;
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    let _ = link.rx.ready();
+                }
+                Ok(_) => {}
+                Err(error) => panic!("no forward: {error}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_a_clear_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let config = BrokerConfig {
+            listen: taken.local_addr().expect("addr"),
+            ..test_config()
+        };
+        let router = Router::start(&config);
+        match router.listen() {
+            Err(BrokerError::Bind { addr, .. }) => assert_eq!(addr, config.listen),
+            other => panic!("expected a bind error, got {other:?}"),
+        }
+    }
+}
