@@ -1,0 +1,248 @@
+//! The schema as an ordered list of migrations. `PRAGMA user_version` holds
+//! how many have been applied; each runs in its own transaction together
+//! with the version bump, so a crash mid-migration leaves the previous
+//! version intact. Never edit a migration that has shipped: append a new one.
+//!
+//! Conventions: timestamps are `INTEGER` Unix epoch milliseconds (UTC) and
+//! end in `_ms` (finer precision is cut, so the dedupe key works at the
+//! wire contract's millisecond resolution); local dates are `TEXT` `YYYY-MM-DD`; booleans are `0`/`1`.
+//! Tables keyed by natural keys are `WITHOUT ROWID` (the key is the storage
+//! order, so lookups and range scans by key touch one b-tree).
+//!
+//! Foreign keys guard the roster tables only. The tables ingest writes
+//! (readings, device state, activity, rollups, rejections) deliberately have
+//! none: a batch is one transaction, and one row that violates a constraint
+//! would fail the whole batch and every receipt in it, forever, on each
+//! resend. Ingest checks devices against the roster before it writes.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+
+/// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1_INITIAL];
+
+/// The schema version this code writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const V1_INITIAL: &str = r#"
+-- The roster (DESIGN §3). The roster file is an import path: entries are
+-- added and updated, never deleted, by an import.
+
+CREATE TABLE staff (
+    id         TEXT PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('caseworker', 'supervisor', 'evaluator', 'admin')),
+    -- The region a supervisor oversees; NULL = every region.
+    region     TEXT,
+    -- Environment variable holding the bearer token (never the token).
+    token_env  TEXT
+) WITHOUT ROWID;
+
+CREATE TABLE residents (
+    id              TEXT PRIMARY KEY NOT NULL,
+    name            TEXT NOT NULL,
+    -- IANA name, e.g. Asia/Seoul.
+    timezone        TEXT NOT NULL,
+    region          TEXT NOT NULL,
+    enrolled_from   TEXT NOT NULL,
+    -- Last enrolled day, inclusive; NULL = open-ended.
+    enrolled_until  TEXT,
+    -- The caseworker assignment.
+    caseworker      TEXT REFERENCES staff (id),
+    -- Daily check-in window [start, end) in local time as HH:MM:SS; both NULL
+    -- when the resident has no daily check-in.
+    checkin_start   TEXT,
+    checkin_end     TEXT,
+    -- Whether any activity inside the window counts as a check-in.
+    checkin_passive INTEGER NOT NULL DEFAULT 0,
+    CHECK ((checkin_start IS NULL) = (checkin_end IS NULL))
+) WITHOUT ROWID;
+
+CREATE INDEX residents_by_caseworker ON residents (caseworker);
+CREATE INDEX residents_by_region ON residents (region);
+
+-- Days a resident is away (hospital, family visit); both ends included.
+CREATE TABLE away_periods (
+    resident_id TEXT NOT NULL REFERENCES residents (id) ON DELETE CASCADE,
+    from_date   TEXT NOT NULL,
+    until_date  TEXT NOT NULL,
+    reason      TEXT,
+    PRIMARY KEY (resident_id, from_date),
+    CHECK (from_date <= until_date)
+) WITHOUT ROWID;
+
+CREATE TABLE devices (
+    id              TEXT PRIMARY KEY NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('gateway', 'wearable', 'button', 'sensor')),
+    active          INTEGER NOT NULL DEFAULT 1,
+    -- Environment variable holding the broker password (import path).
+    secret_env      TEXT,
+    -- Filled by device provisioning (a later release); never by an import.
+    credential_hash TEXT
+) WITHOUT ROWID;
+
+-- Which resident a device watched over [from_ms, until_ms); NULL ends are
+-- unbounded. A reading is attributed to the binding valid at its time.
+CREATE TABLE device_bindings (
+    id          INTEGER PRIMARY KEY,
+    device_id   TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    resident_id TEXT NOT NULL REFERENCES residents (id),
+    from_ms     INTEGER,
+    until_ms    INTEGER,
+    CHECK (from_ms IS NULL OR until_ms IS NULL OR from_ms < until_ms)
+);
+
+CREATE INDEX device_bindings_by_device ON device_bindings (device_id, from_ms);
+CREATE INDEX device_bindings_by_resident ON device_bindings (resident_id);
+
+-- The embedded time-series sink (see sink.rs). The primary key is the dedupe
+-- key of DESIGN §2: a resend of the same (device, type, sensor, time) is
+-- stored once. `sensor` is '' when the reading names none.
+CREATE TABLE readings (
+    device_id    TEXT NOT NULL,
+    reading_type TEXT NOT NULL,
+    sensor       TEXT NOT NULL DEFAULT '',
+    ts_ms        INTEGER NOT NULL,
+    resident_id  TEXT NOT NULL,
+    -- Numbers in the canonical unit; blood pressure is value = systolic,
+    -- value2 = diastolic; motion is 0/1, fall is 1, satisfaction the score.
+    value        REAL,
+    value2       REAL,
+    -- door: open/closed; checkin: ok/help.
+    text         TEXT,
+    received_ms  INTEGER NOT NULL,
+    PRIMARY KEY (device_id, reading_type, sensor, ts_ms)
+) WITHOUT ROWID;
+
+-- For a resident's readings over a time range (API, FHIR export).
+CREATE INDEX readings_by_resident ON readings (resident_id, ts_ms);
+
+-- Readings and messages ingest refused, for device makers and operators.
+CREATE TABLE rejections (
+    id              INTEGER PRIMARY KEY,
+    received_ms     INTEGER NOT NULL,
+    -- The id from the topic as received: possibly invalid or unknown.
+    device_id       TEXT,
+    topic           TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    -- The reading's index in its message; NULL when the whole message was refused.
+    idx             INTEGER,
+    msg_id          TEXT,
+    -- At most 256 bytes of what the device sent.
+    payload_excerpt BLOB NOT NULL
+);
+
+CREATE INDEX rejections_by_time ON rejections (received_ms);
+CREATE INDEX rejections_by_reason ON rejections (reason, received_ms);
+
+-- What each device last told us and when we last heard from it.
+CREATE TABLE device_state (
+    device_id        TEXT PRIMARY KEY NOT NULL,
+    -- From the last status message or Will; NULL until one arrives.
+    online           INTEGER,
+    battery_pct      INTEGER,
+    rssi_dbm         INTEGER,
+    firmware         TEXT,
+    last_status_ms   INTEGER,
+    -- Receive time of the last reading accepted from it (resends included:
+    -- a device that resends is alive).
+    last_seen_ms     INTEGER,
+    -- Time of its latest newly stored reading that shows activity.
+    last_activity_ms INTEGER
+) WITHOUT ROWID;
+
+-- Per resident: the times the status board and the alert rules start from.
+CREATE TABLE resident_activity (
+    resident_id      TEXT PRIMARY KEY NOT NULL,
+    -- Latest reading of any type.
+    last_reading_ms  INTEGER,
+    -- Latest reading that shows someone moved or acted in the home.
+    last_activity_ms INTEGER,
+    -- Latest explicit `checkin: ok`, at any time of day.
+    last_checkin_ms  INTEGER
+) WITHOUT ROWID;
+
+-- The evaluator rollup per resident and local day (DESIGN §6): the part
+-- ingest fills. Days with no reading have no row. Alerting and reporting add
+-- their own columns or tables (alerts by rule, enrolment, checkin_expected)
+-- in later migrations.
+CREATE TABLE resident_days (
+    resident_id        TEXT NOT NULL,
+    local_date         TEXT NOT NULL,
+    readings           INTEGER NOT NULL DEFAULT 0,
+    -- Bit h is set when a reading fell in local hour h (0..=23);
+    -- hours_with_data = popcount.
+    hours_mask         INTEGER NOT NULL DEFAULT 0,
+    active             INTEGER GENERATED ALWAYS AS (readings > 0) VIRTUAL,
+    -- An `ok` (or, with passive check-in, activity) inside the window.
+    checkin_done       INTEGER NOT NULL DEFAULT 0,
+    satisfaction_sum   INTEGER NOT NULL DEFAULT 0,
+    satisfaction_count INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (resident_id, local_date)
+) WITHOUT ROWID;
+
+CREATE INDEX resident_days_by_date ON resident_days (local_date);
+
+CREATE TABLE resident_day_readings (
+    resident_id  TEXT NOT NULL,
+    local_date   TEXT NOT NULL,
+    reading_type TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    PRIMARY KEY (resident_id, local_date, reading_type)
+) WITHOUT ROWID;
+"#;
+
+/// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database
+/// written by a newer Ondol: this code cannot know what its tables mean.
+///
+/// The version is read again inside each exclusive transaction, so two
+/// processes opening a new file at once do not both apply the same step.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if found < 0 {
+            return Err(StoreError::InvalidRow {
+                table: "PRAGMA user_version",
+                key: path.display().to_string(),
+                detail: format!("negative schema version {found}: not an Ondol database"),
+            });
+        }
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let Some(script) = usize::try_from(found).ok().and_then(|i| MIGRATIONS.get(i)) else {
+            // Up to date (dropping `tx` ends the empty transaction).
+            return Ok(());
+        };
+        let version = found + 1;
+        let failed = |source| StoreError::Migration {
+            path: path.to_path_buf(),
+            version,
+            source,
+        };
+        tx.execute_batch(script).map_err(failed)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        tracing::info!(version, "database schema migrated");
+    }
+}
