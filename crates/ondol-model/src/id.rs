@@ -111,9 +111,21 @@ mod tests {
     #[test]
     fn refuses_everything_else() {
         assert_eq!(DeviceId::new(""), Err(IdError::Empty));
-        assert_eq!(DeviceId::new("x".repeat(65)), Err(IdError::TooLong { len: 65 }));
-        assert_eq!(DeviceId::new("a/b"), Err(IdError::InvalidChar { found: '/' }));
-        assert_eq!(DeviceId::new("a+"), Err(IdError::InvalidChar { found: '+' }));
-        assert_eq!(DeviceId::new("dé"), Err(IdError::InvalidChar { found: 'é' }));
+        assert_eq!(
+            DeviceId::new("x".repeat(65)),
+            Err(IdError::TooLong { len: 65 })
+        );
+        assert_eq!(
+            DeviceId::new("a/b"),
+            Err(IdError::InvalidChar { found: '/' })
+        );
+        assert_eq!(
+            DeviceId::new("a+"),
+            Err(IdError::InvalidChar { found: '+' })
+        );
+        assert_eq!(
+            DeviceId::new("dé"),
+            Err(IdError::InvalidChar { found: 'é' })
+        );
     }
 }

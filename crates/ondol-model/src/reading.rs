@@ -105,9 +105,10 @@ impl ReadingType {
             | ReadingType::BloodPressure
             | ReadingType::BloodGlucose
             | ReadingType::BodyWeight => Category::Vital,
-            ReadingType::Steps | ReadingType::Motion | ReadingType::Door | ReadingType::PowerUse => {
-                Category::Activity
-            }
+            ReadingType::Steps
+            | ReadingType::Motion
+            | ReadingType::Door
+            | ReadingType::PowerUse => Category::Activity,
             ReadingType::AmbientTemperature => Category::Environment,
             ReadingType::Checkin => Category::Checkin,
             ReadingType::Fall => Category::Emergency,
@@ -156,7 +157,10 @@ pub enum ReadingValue {
     /// heart_rate, spo2, body_temperature, blood_glucose, body_weight, steps,
     /// power_use, ambient_temperature: a finite number in the canonical unit.
     Number(f64),
-    BloodPressure { systolic: f64, diastolic: f64 },
+    BloodPressure {
+        systolic: f64,
+        diastolic: f64,
+    },
     Motion(bool),
     Door(DoorState),
     Checkin(CheckinValue),

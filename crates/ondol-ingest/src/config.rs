@@ -1,0 +1,185 @@
+//! `[ingest]`: where readings come from and how they are batched and judged.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The ingest worker's settings. Defaults match `config/ondol.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// `"embedded"` (the in-process broker) or `"mqtt://host:port"`.
+    pub broker: BrokerTarget,
+    /// Client id towards an external broker; stable so the broker keeps our
+    /// session (and queued messages) across reconnects.
+    pub client_id: String,
+    /// Messages received but not yet judged. When full, reading from the
+    /// broker pauses.
+    pub queue_capacity: usize,
+    /// A batch is committed when it holds this many readings...
+    pub batch_max_readings: usize,
+    /// ...or when its oldest message has waited this long.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub batch_max_delay: Duration,
+    /// Larger reading messages are refused with `payload_too_large`.
+    pub max_payload_bytes: usize,
+    /// Messages with more readings are refused with `payload_too_large`.
+    pub max_readings_per_message: usize,
+    /// Readings further ahead of the receive time are `timestamp_in_future`.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub max_future_skew: Duration,
+    /// Readings older than this are `timestamp_too_old`.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub max_age: Duration,
+    /// How often the worker logs its counters.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub stats_interval: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            broker: BrokerTarget::Embedded,
+            client_id: "ondol-ingest".into(),
+            queue_capacity: 20_000,
+            batch_max_readings: 2_000,
+            batch_max_delay: Duration::from_millis(20),
+            max_payload_bytes: 64 * 1024,
+            max_readings_per_message: 500,
+            max_future_skew: Duration::from_secs(5 * 60),
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            stats_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The decoder's limits from this config.
+    pub fn decode_limits(&self) -> ondol_model::wire::DecodeLimits {
+        ondol_model::wire::DecodeLimits {
+            max_payload_bytes: self.max_payload_bytes,
+            max_readings_per_message: self.max_readings_per_message,
+            max_future_skew: jiff::SignedDuration::try_from(self.max_future_skew)
+                .unwrap_or(jiff::SignedDuration::MAX),
+            max_age: jiff::SignedDuration::try_from(self.max_age)
+                .unwrap_or(jiff::SignedDuration::MAX),
+        }
+    }
+
+    /// Every problem with this config, as `(key, message)` pairs.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.queue_capacity == 0 {
+            problems.push(("queue_capacity", "must be at least 1".to_owned()));
+        }
+        if self.batch_max_readings == 0 {
+            problems.push(("batch_max_readings", "must be at least 1".to_owned()));
+        }
+        if self.max_readings_per_message == 0 {
+            problems.push(("max_readings_per_message", "must be at least 1".to_owned()));
+        }
+        if self.max_payload_bytes < 256 {
+            problems.push((
+                "max_payload_bytes",
+                "must be at least 256 bytes; a single reading message is about 100".to_owned(),
+            ));
+        }
+        if self.client_id.is_empty() || self.client_id.contains(['+', '#', '/', '$']) {
+            problems.push((
+                "client_id",
+                "must be non-empty and may not contain + # / $".to_owned(),
+            ));
+        }
+        problems
+    }
+}
+
+/// Where ingest reads device messages from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerTarget {
+    /// The broker embedded in this process (an in-process link).
+    Embedded,
+    /// An external MQTT broker over TCP.
+    External { host: String, port: u16 },
+}
+
+impl BrokerTarget {
+    /// Parses `embedded` or `mqtt://host[:port]`.
+    pub fn parse(s: &str) -> Result<BrokerTarget, String> {
+        if s == "embedded" {
+            return Ok(BrokerTarget::Embedded);
+        }
+        let Some(rest) = s.strip_prefix("mqtt://") else {
+            return Err(format!(
+                "{s:?} is neither \"embedded\" nor an \"mqtt://host:port\" URL"
+            ));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("{port:?} in {s:?} is not a port number"))?;
+                (host, port)
+            }
+            _ => (rest, 1883),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{s:?} names no host"));
+        }
+        Ok(BrokerTarget::External {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for BrokerTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerTarget::Embedded => f.write_str("embedded"),
+            BrokerTarget::External { host, port } => write!(f, "mqtt://{host}:{port}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BrokerTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BrokerTarget::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_targets_parse() {
+        assert_eq!(BrokerTarget::parse("embedded"), Ok(BrokerTarget::Embedded));
+        assert_eq!(
+            BrokerTarget::parse("mqtt://localhost:1884"),
+            Ok(BrokerTarget::External {
+                host: "localhost".into(),
+                port: 1884
+            })
+        );
+        assert_eq!(
+            BrokerTarget::parse("mqtt://10.0.0.1"),
+            Ok(BrokerTarget::External {
+                host: "10.0.0.1".into(),
+                port: 1883
+            })
+        );
+        assert!(BrokerTarget::parse("tcp://x:1").is_err());
+        assert!(BrokerTarget::parse("mqtt://x:port").is_err());
+        assert!(BrokerTarget::parse("mqtt://").is_err());
+    }
+
+    #[test]
+    fn defaults_have_no_problems() {
+        assert!(IngestConfig::default().problems().is_empty());
+    }
+}

@@ -1,0 +1,313 @@
+//! Judging one inbound message: topic, device, decoding and validation
+//! against the roster. Pure apart from the power-use memory, so every rule is
+//! unit-tested without a broker or a database.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use ondol_model::reading::{CheckinValue, ReadingValue};
+use ondol_model::wire::{self, DecodeLimits, DeviceTopic, TopicError};
+use ondol_model::{DeviceId, ReadingType, ReasonCode, Rejection};
+use ondol_store::{NewReading, NewRejection, StatusUpdate};
+
+use crate::roster_index::RosterIndex;
+
+/// At most this much of a refused payload is kept, to help a device maker
+/// debug without turning the rejection store into a copy of the traffic.
+pub const EXCERPT_BYTES: usize = 256;
+
+/// A change in `power_use` of at least this many watts means someone
+/// switched something on or off.
+pub const POWER_CHANGE_W: f64 = 5.0;
+
+/// A message as it came off the broker.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Bytes,
+    pub received_at: Timestamp,
+}
+
+/// What became of one reading of a message, by its index.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemVerdict {
+    Rejected(Rejection),
+    /// Valid; stored or found to be a duplicate at commit. The number is the
+    /// reading's position in [`Verdict::readings`].
+    Pending(usize),
+}
+
+/// Everything ingest does with one message.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// Where the receipt goes, when the message asked for one.
+    pub receipt: Option<ReceiptPlan>,
+    /// One per reading of the message, in order; empty when the message was
+    /// refused whole.
+    pub items: Vec<ItemVerdict>,
+    /// A whole-message refusal, reported on the receipt's `error`.
+    pub refused: Option<Rejection>,
+    pub readings: Vec<NewReading>,
+    pub rejections: Vec<NewRejection>,
+    pub status: Option<StatusUpdate>,
+}
+
+/// The device and msg_id a receipt answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptPlan {
+    pub device: DeviceId,
+    pub msg_id: String,
+}
+
+/// Judges messages; remembers the last power reading per sensor.
+#[derive(Debug)]
+pub struct Judge {
+    limits: DecodeLimits,
+    last_power: HashMap<(DeviceId, Option<String>), f64>,
+}
+
+impl Judge {
+    pub fn new(limits: DecodeLimits) -> Self {
+        Self {
+            limits,
+            last_power: HashMap::new(),
+        }
+    }
+
+    pub fn judge(&mut self, inbound: &Inbound, roster: &RosterIndex) -> Verdict {
+        match wire::parse_device_topic(&inbound.topic) {
+            Ok(DeviceTopic::Readings(device)) => self.readings(device, inbound, roster),
+            Ok(DeviceTopic::Status(device)) => status(device, inbound, roster),
+            Err(TopicError::InvalidDeviceId(error)) => {
+                let rejection = Rejection::new(
+                    ReasonCode::UnknownDevice,
+                    format!("the device id in the topic is invalid: {error}"),
+                );
+                whole_message_refused(inbound, None, None, rejection)
+            }
+            // Not ours (e.g. a probe): nothing to do.
+            Err(TopicError::NotADeviceTopic) => Verdict::default(),
+        }
+    }
+
+    fn readings(
+        &mut self,
+        device_id: DeviceId,
+        inbound: &Inbound,
+        roster: &RosterIndex,
+    ) -> Verdict {
+        let decoded = wire::decode_readings(&inbound.payload, inbound.received_at, &self.limits);
+        let device = roster.device(device_id.as_str());
+        let message = match decoded {
+            Ok(message) => message,
+            Err(refusal) => {
+                // A device we do not know is the more useful thing to say.
+                let rejection = match device {
+                    None => unknown_device(&device_id),
+                    Some(d) if !d.active => inactive_device(&device_id),
+                    Some(_) => refusal.rejection,
+                };
+                return whole_message_refused(inbound, Some(device_id), refusal.msg_id, rejection);
+            }
+        };
+        let receipt = message.msg_id.clone().map(|msg_id| ReceiptPlan {
+            device: device_id.clone(),
+            msg_id,
+        });
+        let device_refusal = match device {
+            None => Some(unknown_device(&device_id)),
+            Some(d) if !d.active => Some(inactive_device(&device_id)),
+            Some(_) => None,
+        };
+        if let Some(rejection) = device_refusal {
+            // Every reading gets the device's refusal on the receipt; the
+            // rejection store keeps one row for the message.
+            let items = message
+                .items
+                .iter()
+                .map(|_| ItemVerdict::Rejected(rejection.clone()))
+                .collect();
+            let row = new_rejection(
+                inbound,
+                Some(&device_id),
+                message.msg_id.clone(),
+                None,
+                &rejection,
+            );
+            return Verdict {
+                receipt,
+                items,
+                rejections: vec![row],
+                ..Verdict::default()
+            };
+        }
+        let Some(device) = device else {
+            return Verdict::default();
+        };
+
+        let mut verdict = Verdict {
+            receipt,
+            ..Verdict::default()
+        };
+        for (index, item) in message.items.into_iter().enumerate() {
+            let index_u32 = u32::try_from(index).ok();
+            let reading = match item {
+                Ok(reading) => reading,
+                Err(rejection) => {
+                    verdict.rejections.push(new_rejection(
+                        inbound,
+                        Some(&device_id),
+                        message.msg_id.clone(),
+                        index_u32,
+                        &rejection,
+                    ));
+                    verdict.items.push(ItemVerdict::Rejected(rejection));
+                    continue;
+                }
+            };
+            let Some(resident_id) = device.resident_at(reading.ts).cloned() else {
+                let rejection = Rejection::new(
+                    ReasonCode::DeviceInactive,
+                    format!(
+                        "device {device_id} was not bound to a resident at {}",
+                        reading.ts
+                    ),
+                );
+                verdict.rejections.push(new_rejection(
+                    inbound,
+                    Some(&device_id),
+                    message.msg_id.clone(),
+                    index_u32,
+                    &rejection,
+                ));
+                verdict.items.push(ItemVerdict::Rejected(rejection));
+                continue;
+            };
+            let Some(resident) = roster.resident(&resident_id) else {
+                // The roster import guarantees bindings name residents; a
+                // binding without one means the device cannot be attributed.
+                let rejection = Rejection::new(
+                    ReasonCode::DeviceInactive,
+                    format!("device {device_id} is bound to a resident that is not enrolled"),
+                );
+                verdict.items.push(ItemVerdict::Rejected(rejection));
+                continue;
+            };
+            let local = reading.ts.to_zoned(resident.timezone.clone());
+            let counts_as_activity = match (reading.reading_type, reading.value) {
+                (ReadingType::PowerUse, ReadingValue::Number(watts)) => {
+                    self.power_changed(&device_id, reading.sensor.clone(), watts)
+                }
+                _ => reading.shows_activity(),
+            };
+            let in_window = resident
+                .checkin
+                .window
+                .is_some_and(|w| w.contains(local.time()));
+            let checks_in = match reading.value {
+                ReadingValue::Checkin(CheckinValue::Ok) => true,
+                _ => resident.checkin.passive && counts_as_activity,
+            };
+            verdict
+                .items
+                .push(ItemVerdict::Pending(verdict.readings.len()));
+            verdict.readings.push(NewReading {
+                device_id: device_id.clone(),
+                resident_id,
+                local_date: local.date(),
+                local_hour: u8::try_from(local.hour()).unwrap_or(0),
+                checkin_in_window: checks_in && in_window,
+                counts_as_activity,
+                received_at: inbound.received_at,
+                reading,
+            });
+        }
+        verdict
+    }
+
+    fn power_changed(&mut self, device: &DeviceId, sensor: Option<String>, watts: f64) -> bool {
+        let previous = self.last_power.insert((device.clone(), sensor), watts);
+        previous.is_some_and(|p| (p - watts).abs() >= POWER_CHANGE_W)
+    }
+}
+
+fn status(device_id: DeviceId, inbound: &Inbound, roster: &RosterIndex) -> Verdict {
+    if roster.device(device_id.as_str()).is_none() {
+        let rejection = unknown_device(&device_id);
+        return whole_message_refused(inbound, None, None, rejection);
+    }
+    match wire::decode_status(&inbound.payload) {
+        Ok(status) => Verdict {
+            status: Some(StatusUpdate {
+                device_id,
+                status,
+                received_at: inbound.received_at,
+            }),
+            ..Verdict::default()
+        },
+        Err(rejection) => whole_message_refused(inbound, None, None, rejection),
+    }
+}
+
+fn unknown_device(device: &DeviceId) -> Rejection {
+    Rejection::new(
+        ReasonCode::UnknownDevice,
+        format!("device {device} is not registered"),
+    )
+}
+
+fn inactive_device(device: &DeviceId) -> Rejection {
+    Rejection::new(
+        ReasonCode::DeviceInactive,
+        format!("device {device} is not active"),
+    )
+}
+
+/// A message refused as a whole. It gets a receipt only when its msg_id
+/// could be read and the device id is valid.
+fn whole_message_refused(
+    inbound: &Inbound,
+    device: Option<DeviceId>,
+    msg_id: Option<String>,
+    rejection: Rejection,
+) -> Verdict {
+    let row = new_rejection(inbound, device.as_ref(), msg_id.clone(), None, &rejection);
+    let receipt = match (device, msg_id) {
+        (Some(device), Some(msg_id)) => Some(ReceiptPlan { device, msg_id }),
+        _ => None,
+    };
+    Verdict {
+        receipt,
+        refused: Some(rejection),
+        rejections: vec![row],
+        ..Verdict::default()
+    }
+}
+
+fn new_rejection(
+    inbound: &Inbound,
+    device: Option<&DeviceId>,
+    msg_id: Option<String>,
+    index: Option<u32>,
+    rejection: &Rejection,
+) -> NewRejection {
+    let device_id = device.map(|d| d.to_string()).or_else(|| {
+        // Keep the raw id from the topic (it may be invalid) for debugging.
+        inbound
+            .topic
+            .strip_prefix(wire::TOPIC_PREFIX)
+            .and_then(|rest| rest.split('/').next())
+            .map(|id| id.chars().take(64).collect())
+    });
+    NewRejection {
+        device_id,
+        topic: inbound.topic.chars().take(256).collect(),
+        reason: rejection.reason,
+        detail: rejection.detail.clone(),
+        index,
+        msg_id,
+        received_at: inbound.received_at,
+        payload_excerpt: inbound.payload[..inbound.payload.len().min(EXCERPT_BYTES)].to_vec(),
+    }
+}

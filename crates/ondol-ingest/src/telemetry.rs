@@ -1,0 +1,94 @@
+//! Ingest's counters: one place bumps the `metrics` counter and the totals
+//! behind the periodic summary line, so the two never disagree.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ondol_model::ReasonCode;
+
+pub const READINGS_ACCEPTED: &str = "ondol_ingest_readings_accepted_total";
+pub const READINGS_DUPLICATE: &str = "ondol_ingest_readings_duplicate_total";
+pub const REJECTIONS: &str = "ondol_ingest_rejections_total";
+pub const MESSAGES: &str = "ondol_ingest_messages_total";
+pub const STATUS_UPDATES: &str = "ondol_ingest_status_updates_total";
+pub const RECEIPTS: &str = "ondol_ingest_receipts_total";
+pub const BATCH_COMMIT_SECONDS: &str = "ondol_ingest_batch_commit_seconds";
+pub const STORE_ERRORS: &str = "ondol_ingest_store_errors_total";
+
+/// Running totals since start, shared between the pipeline's tasks.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub messages: AtomicU64,
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub statuses: AtomicU64,
+    pub receipts: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// A copy of the totals at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub messages: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub statuses: u64,
+    pub receipts: u64,
+    pub batches: u64,
+}
+
+impl IngestStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            messages: self.messages.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            statuses: self.statuses.load(Ordering::Relaxed),
+            receipts: self.receipts.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn message_received(&self) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(MESSAGES).increment(1);
+    }
+
+    /// `count` readings (or one whole message) refused for `reason`.
+    pub(crate) fn rejected(&self, reason: ReasonCode, count: u64) {
+        self.rejected.fetch_add(count, Ordering::Relaxed);
+        metrics::counter!(REJECTIONS, "reason" => reason.as_str()).increment(count);
+    }
+
+    pub(crate) fn committed(&self, accepted: u64, duplicates: u64, statuses: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.accepted.fetch_add(accepted, Ordering::Relaxed);
+        self.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        self.statuses.fetch_add(statuses, Ordering::Relaxed);
+        metrics::counter!(READINGS_ACCEPTED).increment(accepted);
+        metrics::counter!(READINGS_DUPLICATE).increment(duplicates);
+        metrics::counter!(STATUS_UPDATES).increment(statuses);
+    }
+
+    pub(crate) fn receipt_published(&self) {
+        self.receipts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(RECEIPTS).increment(1);
+    }
+}
+
+impl std::fmt::Display for StatsSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "messages={} accepted={} duplicates={} rejected={} statuses={} receipts={}",
+            self.messages,
+            self.accepted,
+            self.duplicates,
+            self.rejected,
+            self.statuses,
+            self.receipts
+        )
+    }
+}

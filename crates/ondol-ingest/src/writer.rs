@@ -1,0 +1,204 @@
+//! Batching judged messages, committing each batch in one transaction, and
+//! answering with receipts once it is on disk.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ondol_model::wire::{self, Receipt, ReceiptRejection};
+use ondol_store::{Batch, Store};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::IngestConfig;
+use crate::judge::{Inbound, ItemVerdict, Judge, ReceiptPlan};
+use crate::roster_index::RosterIndex;
+use crate::source::ReceiptSink;
+use crate::telemetry::{self, IngestStats};
+
+/// A batch with what is needed to answer each of its messages.
+#[derive(Debug, Default)]
+pub(crate) struct PendingBatch {
+    batch: Batch,
+    answers: Vec<PendingAnswer>,
+}
+
+/// A message waiting for its batch to commit before its receipt can go out.
+#[derive(Debug)]
+struct PendingAnswer {
+    plan: ReceiptPlan,
+    items: Vec<ItemVerdict>,
+    refused: Option<ondol_model::Rejection>,
+    /// Where this message's readings start in `batch.readings`.
+    first_reading: usize,
+}
+
+impl PendingBatch {
+    fn is_empty(&self) -> bool {
+        self.batch.readings.is_empty()
+            && self.batch.rejections.is_empty()
+            && self.batch.statuses.is_empty()
+            && self.answers.is_empty()
+    }
+}
+
+/// Judges inbound messages and groups them into batches bounded by size and
+/// age. Returns when `inbound` closes, after handing over the last batch.
+pub(crate) async fn process(
+    config: IngestConfig,
+    mut inbound: mpsc::Receiver<Inbound>,
+    batches: mpsc::Sender<PendingBatch>,
+    roster: watch::Receiver<Arc<RosterIndex>>,
+    stats: Arc<IngestStats>,
+) {
+    let mut judge = Judge::new(config.decode_limits());
+    let mut pending = PendingBatch::default();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deadline {
+            Some(at) => tokio::select! {
+                message = inbound.recv() => message,
+                _ = tokio::time::sleep_until(at) => {
+                    deadline = None;
+                    if batches.send(std::mem::take(&mut pending)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            },
+            None => inbound.recv().await,
+        };
+        let Some(message) = next else { break };
+        stats.message_received();
+        let roster = roster.borrow().clone();
+        add(&mut pending, judge.judge(&message, &roster), &stats);
+        if deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + config.batch_max_delay);
+        }
+        if pending.batch.readings.len() >= config.batch_max_readings {
+            deadline = None;
+            if batches.send(std::mem::take(&mut pending)).await.is_err() {
+                return;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let _ = batches.send(pending).await;
+    }
+}
+
+fn add(pending: &mut PendingBatch, verdict: crate::judge::Verdict, stats: &IngestStats) {
+    for item in &verdict.items {
+        if let ItemVerdict::Rejected(rejection) = item {
+            stats.rejected(rejection.reason, 1);
+        }
+    }
+    if let Some(refused) = &verdict.refused {
+        stats.rejected(refused.reason, 1);
+    }
+    for row in &verdict.rejections {
+        tracing::debug!(
+            device = row.device_id.as_deref().unwrap_or("-"),
+            reason = %row.reason,
+            index = ?row.index,
+            detail = %row.detail,
+            "rejected"
+        );
+    }
+    let first_reading = pending.batch.readings.len();
+    if let Some(plan) = verdict.receipt {
+        pending.answers.push(PendingAnswer {
+            plan,
+            items: verdict.items,
+            refused: verdict.refused,
+            first_reading,
+        });
+    }
+    pending.batch.readings.extend(verdict.readings);
+    pending.batch.rejections.extend(verdict.rejections);
+    pending.batch.statuses.extend(verdict.status);
+}
+
+/// Commits batches in order and publishes their receipts. Runs on a blocking
+/// thread; returns when the processor has handed over its last batch.
+pub(crate) fn write(
+    mut store: Store,
+    mut batches: mpsc::Receiver<PendingBatch>,
+    mut receipts: ReceiptSink,
+    stats: Arc<IngestStats>,
+) {
+    while let Some(pending) = batches.blocking_recv() {
+        let Some(inserted) = commit(&mut store, &pending.batch) else {
+            // Not committed: no receipt, so devices resend and nothing
+            // acknowledged is lost.
+            continue;
+        };
+        let accepted = inserted.iter().filter(|new| **new).count() as u64;
+        let duplicates = inserted.len() as u64 - accepted;
+        stats.committed(accepted, duplicates, pending.batch.statuses.len() as u64);
+        for answer in pending.answers {
+            let receipt = receipt_for(&answer, &inserted);
+            let topic = wire::receipts_topic(&answer.plan.device);
+            match receipts.publish(topic, receipt.to_json()) {
+                Ok(()) => stats.receipt_published(),
+                Err(error) => {
+                    tracing::warn!(error = %error, device = %answer.plan.device, "cannot publish receipt");
+                }
+            }
+        }
+    }
+}
+
+/// Commits with retries while the failure is transient. `None` means the
+/// batch could not be stored.
+fn commit(store: &mut Store, batch: &Batch) -> Option<Vec<bool>> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        let started = Instant::now();
+        match store.commit_batch(batch) {
+            Ok(outcome) => {
+                metrics::histogram!(telemetry::BATCH_COMMIT_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+                return Some(outcome.inserted);
+            }
+            Err(error) if error.is_retryable() => {
+                metrics::counter!(telemetry::STORE_ERRORS, "kind" => "transient").increment(1);
+                tracing::warn!(error = %error, retry_in = ?wait, "batch commit failed; retrying");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                metrics::counter!(telemetry::STORE_ERRORS, "kind" => "permanent").increment(1);
+                tracing::error!(
+                    error = %error,
+                    readings = batch.readings.len(),
+                    "batch commit failed permanently; its messages get no receipt and will be resent"
+                );
+                return None;
+            }
+        }
+    }
+}
+
+fn receipt_for(answer: &PendingAnswer, inserted: &[bool]) -> Receipt {
+    let mut receipt = Receipt {
+        msg_id: answer.plan.msg_id.clone(),
+        accepted: 0,
+        duplicates: 0,
+        rejected: Vec::new(),
+        error: answer.refused.clone().map(Into::into),
+    };
+    for (index, item) in answer.items.iter().enumerate() {
+        match item {
+            ItemVerdict::Pending(position) => match inserted.get(answer.first_reading + position) {
+                Some(true) => receipt.accepted += 1,
+                Some(false) => receipt.duplicates += 1,
+                None => {}
+            },
+            ItemVerdict::Rejected(rejection) => receipt.rejected.push(ReceiptRejection {
+                index,
+                reason: rejection.reason,
+                detail: rejection.detail.clone(),
+            }),
+        }
+    }
+    receipt
+}
