@@ -1,1 +1,5 @@
-fn main() {}
+//! `ondol`: see `ondol --help`, README.md and ARCHITECTURE.md.
+
+fn main() -> std::process::ExitCode {
+    ondol::main()
+}

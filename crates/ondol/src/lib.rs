@@ -1,0 +1,21 @@
+//! The `ondol` binary: the only composition root. It reads the config file,
+//! environment and command line, and wires the crates together.
+//!
+//! - [`cli`]: commands and their `--help`.
+//! - [`config`]: layered configuration and its validation.
+//! - [`roster`]: loading the roster file into the store.
+//! - [`server`]: `ondol run`: start-up and ordered shutdown.
+//! - [`simulate`]: `ondol simulate` and the `--demo` fleet.
+//! - [`logging`]: tracing setup.
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod roster;
+pub mod server;
+pub mod simulate;
+
+/// Entry point of the binary (and of the end-to-end tests' copy of it).
+pub fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,209 @@
+//! `ondol run`: every part in one process, started in dependency order and
+//! stopped in reverse:
+//!
+//! 1. store opened and roster imported;
+//! 2. embedded broker router started, ingest's link subscribed;
+//! 3. ingest running;
+//! 4. only then the device listener (a publish nobody is subscribed to would
+//!    be acknowledged and dropped by rumqttd);
+//! 5. with `--demo`, the simulated fleet.
+//!
+//! Shutdown (Ctrl-C, SIGTERM): the fleet stops, ingest stops reading, commits
+//! its last batch and publishes its receipts; a hard timeout names what is
+//! still pending.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ondol_broker::Router;
+use ondol_ingest::{BrokerTarget, IngestStats, RosterIndex, SourceLink};
+use ondol_model::wire::{READINGS_FILTER, STATUS_FILTER};
+use ondol_store::Store;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::roster;
+use crate::simulate;
+
+/// How long ingest may take to drain after shutdown is asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the embedded router is checked for liveness.
+const ROUTER_PROBE_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Use the demo roster when the configured one is missing, and run the
+    /// simulated fleet against the embedded broker.
+    pub demo: bool,
+}
+
+/// Runs until `shutdown` is cancelled, then stops in order.
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} (key storage.data_dir)",
+            data_dir.display()
+        )
+    })?;
+    let database = config.storage.database_path();
+    let mut store = Store::open(&database)
+        .with_context(|| format!("cannot open the store at {}", database.display()))?;
+    let file_roster = if options.demo && !config.registry.file.exists() {
+        tracing::info!("using the built-in demo roster");
+        roster::parse(roster::DEMO_REGISTRY, "built-in demo registry")?
+    } else {
+        roster::read(&config.registry.file)?
+    };
+    let roster = roster::import(&mut store, &file_roster)?;
+    tracing::info!(
+        residents = roster.residents.len(),
+        devices = roster.devices.len(),
+        staff = roster.staff.len(),
+        "roster loaded"
+    );
+    // The sender stays alive for the whole run; later issues publish roster
+    // changes through it.
+    let (_roster_updates, roster_index) = watch::channel(Arc::new(RosterIndex::new(&roster)));
+    let stats = Arc::new(IngestStats::default());
+
+    let (link, router) = match &config.ingest.broker {
+        BrokerTarget::Embedded => {
+            let router = Router::start(&config.mqtt);
+            let link = tokio::task::spawn_blocking({
+                let router = router.clone();
+                move || router.subscribed_link("ondol-ingest", &[READINGS_FILTER, STATUS_FILTER])
+            })
+            .await?
+            .context("cannot subscribe ingest to the embedded broker")?;
+            (
+                SourceLink::Embedded {
+                    tx: link.tx,
+                    rx: link.rx,
+                },
+                Some(router),
+            )
+        }
+        BrokerTarget::External { host, port } => (
+            SourceLink::External {
+                host: host.clone(),
+                port: *port,
+            },
+            None,
+        ),
+    };
+
+    let ingest_shutdown = CancellationToken::new();
+    let mut ingest = tokio::spawn(ondol_ingest::run(
+        config.ingest.clone(),
+        link,
+        store,
+        roster_index,
+        stats.clone(),
+        ingest_shutdown.clone(),
+    ));
+
+    let mut device_port = None;
+    if let Some(router) = &router {
+        let listener = tokio::task::spawn_blocking({
+            let router = router.clone();
+            move || router.listen()
+        })
+        .await?
+        .context("cannot start the embedded MQTT broker (key mqtt.listen)")?;
+        device_port = Some(listener.addr.port());
+        tokio::spawn(watch_router(router.clone(), shutdown.clone()));
+    }
+
+    let fleet_shutdown = CancellationToken::new();
+    let fleet = match (options.demo, device_port) {
+        (true, Some(port)) => {
+            tracing::warn!(
+                "demo mode: a simulated fleet publishes into this instance and devices connect without credentials"
+            );
+            let sim = simulate::demo_config(&config.simulator, &roster, port)?;
+            Some(tokio::spawn(ondol_sim::run(sim, fleet_shutdown.clone())))
+        }
+        (true, None) => {
+            tracing::warn!(
+                "--demo runs its fleet only against the embedded broker; no fleet started"
+            );
+            None
+        }
+        _ => None,
+    };
+
+    tracing::info!(
+        mqtt = %config.mqtt.listen,
+        broker = %config.ingest.broker,
+        data_dir = %data_dir.display(),
+        "ondol ready"
+    );
+
+    let early_exit = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        result = &mut ingest => Some(result),
+    };
+    if let Some(result) = early_exit {
+        fleet_shutdown.cancel();
+        return match result {
+            Ok(Ok(())) => Err(anyhow::anyhow!("ingest stopped unexpectedly")),
+            Ok(Err(error)) => Err(error).context("ingest failed"),
+            Err(error) => Err(error).context("ingest task panicked"),
+        };
+    }
+
+    tracing::info!("shutting down: stopping intake, committing the last batch");
+    fleet_shutdown.cancel();
+    if let Some(fleet) = fleet {
+        match tokio::time::timeout(Duration::from_secs(10), fleet).await {
+            Ok(Ok(Ok(report))) => tracing::info!(report = %report, "simulated fleet stopped"),
+            Ok(Ok(Err(error))) => tracing::warn!(error = %error, "simulated fleet failed"),
+            Ok(Err(error)) => tracing::warn!(error = %error, "simulated fleet panicked"),
+            Err(_) => tracing::warn!("simulated fleet did not stop within 10 s"),
+        }
+    }
+    ingest_shutdown.cancel();
+    match tokio::time::timeout(DRAIN_TIMEOUT, ingest).await {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!(totals = %stats.snapshot(), "ondol stopped cleanly");
+            Ok(())
+        }
+        Ok(Ok(Err(error))) => Err(error).context("ingest failed while draining"),
+        Ok(Err(error)) => Err(error).context("ingest task panicked while draining"),
+        Err(_) => Err(anyhow::anyhow!(
+            "ingest did not drain within {DRAIN_TIMEOUT:?}; pending: the batch being committed and its receipts (totals so far: {})",
+            stats.snapshot()
+        )),
+    }
+}
+
+/// rumqttd's router thread can die silently, after which every connection
+/// fails; say so loudly.
+async fn watch_router(router: Router, shutdown: CancellationToken) {
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ROUTER_PROBE_INTERVAL) => {}
+        }
+        let probe = router.clone();
+        let answered = tokio::task::spawn_blocking(move || probe.probe(Duration::from_secs(5)))
+            .await
+            .unwrap_or(false);
+        if !answered {
+            tracing::error!(
+                "the embedded MQTT router does not answer; devices cannot deliver readings"
+            );
+        } else if !healthy {
+            tracing::info!("the embedded MQTT router answers again");
+        }
+        healthy = answered;
+    }
+}
