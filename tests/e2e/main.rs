@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `ondol` binary on free ports with a temporary
+//! data directory, driven as devices and operators drive it: MQTT over TCP
+//! in, receipts, the SQLite store and the CLI out.
+
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod ingest;
+mod support;

@@ -1,0 +1,402 @@
+//! A real `ondol` process on free ports with a temporary data directory,
+//! and devices that speak MQTT to it.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// How long any single wait in these tests may take before the test fails.
+/// Generous: CI machines are slow and shared; nothing here measures speed.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The roster every test server starts with: two residents in two time
+/// zones, their devices, and one device that has been revoked.
+pub const TEST_ROSTER: &str = r#"
+[[residents]]
+id = "r-1"
+name = "Test Resident One"
+timezone = "Asia/Seoul"
+region = "gangjin"
+enrolled_from = "2026-01-01"
+caseworker = "cw-1"
+
+[[residents]]
+id = "r-2"
+name = "Test Resident Two"
+timezone = "Europe/Lisbon"
+region = "alentejo"
+enrolled_from = "2026-01-01"
+caseworker = "cw-1"
+checkin = { window = "07:00-11:00", passive = true }
+
+[[devices]]
+id = "gw-1"
+resident = "r-1"
+kind = "gateway"
+
+[[devices]]
+id = "wr-1"
+resident = "r-1"
+kind = "wearable"
+
+[[devices]]
+id = "bt-2"
+resident = "r-2"
+kind = "button"
+
+[[devices]]
+id = "old-1"
+resident = "r-2"
+kind = "sensor"
+active = false
+
+[[staff]]
+id = "cw-1"
+name = "Test Caseworker"
+role = "caseworker"
+"#;
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ondol-under-test"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on loopback")
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A running `ondol run`, with everything it needs in a temp dir.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub mqtt_port: u16,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestServer {
+    /// Starts a server with the test roster and waits until devices can connect.
+    pub async fn start() -> TestServer {
+        Self::start_with("", &["run"]).await
+    }
+
+    /// Like [`start`](Self::start), with extra TOML appended to the config
+    /// and other arguments than `run`.
+    pub async fn start_with(extra_config: &str, args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let roster = dir.path().join("registry.toml");
+        std::fs::write(&roster, TEST_ROSTER).expect("write roster");
+        let mqtt_port = free_port();
+        let config_path = dir.path().join("ondol.toml");
+        let config = format!(
+            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
+            data = dir.path().join("data"),
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let mut server = TestServer {
+            dir,
+            mqtt_port,
+            config_path,
+            child: None,
+        };
+        server.spawn(args).await;
+        server
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("ondol.log")
+    }
+
+    /// Everything the server logged so far (all runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts the process (again) and waits until its MQTT port answers.
+    pub async fn spawn(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ondol");
+        self.child = Some(child);
+        let port = self.mqtt_port;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "ondol exited during start-up with {status}:\n{}",
+                    self.log()
+                );
+            }
+            if mqtt_answers(port).await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ondol never became ready:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Asks for a graceful stop (SIGTERM) and waits for the exit status.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        wait_exit(&mut child).await
+    }
+
+    /// Kills the process without warning (SIGKILL).
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        wait_exit(&mut child).await;
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("ondol.db")
+    }
+
+    /// A read-only connection to the server's store.
+    pub fn db(&self) -> rusqlite::Connection {
+        open_db(&self.database_path())
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db()
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn device(&self, id: &str) -> TestDevice {
+        TestDevice::connect(self.mqtt_port, id).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn open_db(path: &Path) -> rusqlite::Connection {
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the store read-only");
+    db.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    db
+}
+
+async fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "ondol did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether an MQTT CONNECT on `port` gets a CONNACK.
+async fn mqtt_answers(port: u16) -> bool {
+    let mut options = MqttOptions::new(format!("probe-{port}"), "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    let answered = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let _ = client.try_disconnect();
+    answered
+}
+
+/// A device: an MQTT client subscribed to its own receipts.
+pub struct TestDevice {
+    pub id: String,
+    pub client: AsyncClient,
+    receipts: mpsc::UnboundedReceiver<Value>,
+    /// Receipts that arrived while waiting for another msg_id.
+    early: HashMap<String, Value>,
+    /// The connection task; stopped on drop so a later device with the same
+    /// id is not kicked off by this one reconnecting.
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestDevice {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+impl TestDevice {
+    pub async fn connect(port: u16, id: &str) -> TestDevice {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        let (tx, receipts) = mpsc::unbounded_channel();
+        let (subacked_tx, mut subacked) = mpsc::unbounded_channel();
+        let connection = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let value: Value = serde_json::from_slice(&publish.payload)
+                            .unwrap_or_else(|e| panic!("receipt is not JSON ({e})"));
+                        if tx.send(value).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subacked_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        client
+            .subscribe(format!("ondol/v1/devices/{id}/receipts"), QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        tokio::time::timeout(PATIENCE, subacked.recv())
+            .await
+            .expect("subscription acknowledged in time");
+        TestDevice {
+            id: id.to_owned(),
+            client,
+            receipts,
+            early: HashMap::new(),
+            connection,
+        }
+    }
+
+    pub fn readings_topic(&self) -> String {
+        format!("ondol/v1/devices/{}/readings", self.id)
+    }
+
+    /// Publishes a reading message (QoS 1).
+    pub async fn publish(&self, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(
+                self.readings_topic(),
+                QoS::AtLeastOnce,
+                false,
+                payload.into(),
+            )
+            .await
+            .expect("publish");
+    }
+
+    /// Publishes to this device's status topic.
+    pub async fn publish_status(&self, payload: &str, retain: bool) {
+        self.client
+            .publish(
+                format!("ondol/v1/devices/{}/status", self.id),
+                QoS::AtLeastOnce,
+                retain,
+                payload.as_bytes().to_vec(),
+            )
+            .await
+            .expect("publish status");
+    }
+
+    /// Waits for the receipt answering `msg_id`.
+    pub async fn receipt(&mut self, msg_id: &str) -> Value {
+        if let Some(receipt) = self.early.remove(msg_id) {
+            return receipt;
+        }
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let receipt = tokio::time::timeout_at(deadline, self.receipts.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no receipt for {msg_id} on {}", self.id))
+                .expect("device connection task alive");
+            let id = receipt["msg_id"].as_str().unwrap_or_default().to_owned();
+            if id == msg_id {
+                return receipt;
+            }
+            self.early.insert(id, receipt);
+        }
+    }
+
+    /// Receipts received so far without waiting, keyed by msg_id.
+    pub fn drain_receipts(&mut self) -> HashMap<String, Value> {
+        while let Ok(receipt) = self.receipts.try_recv() {
+            let id = receipt["msg_id"].as_str().unwrap_or_default().to_owned();
+            self.early.insert(id, receipt);
+        }
+        std::mem::take(&mut self.early)
+    }
+
+    /// Publish and wait for the receipt.
+    pub async fn send(&mut self, payload: Value) -> Value {
+        let msg_id = payload["msg_id"].as_str().expect("msg_id").to_owned();
+        self.publish(payload.to_string()).await;
+        self.receipt(&msg_id).await
+    }
+}
+
+/// Epoch milliseconds `minutes_ago` before now: inside the accepted window.
+pub fn ms_ago(minutes_ago: i64) -> i64 {
+    jiff::Timestamp::now().as_millisecond() - minutes_ago * 60_000
+}
