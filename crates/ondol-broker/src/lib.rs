@@ -60,7 +60,9 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("config", &self.config).finish()
+        f.debug_struct("Router")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -72,7 +74,9 @@ pub struct LocalLink {
 
 impl std::fmt::Debug for LocalLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalLink").field("id", &self.rx.id()).finish()
+        f.debug_struct("LocalLink")
+            .field("id", &self.rx.id())
+            .finish()
     }
 }
 
@@ -189,7 +193,8 @@ impl Router {
         // rumqttd binds inside its own thread and only logs a failure there;
         // binding once here turns "port in use" into a clear start-up error.
         drop(
-            std::net::TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?,
+            std::net::TcpListener::bind(addr)
+                .map_err(|source| BrokerError::Bind { addr, source })?,
         );
         (self.start_server)(server_settings(&self.config))
             .map_err(|_| BrokerError::Thread(std::io::Error::other("spawn failed")))?;
@@ -314,7 +319,10 @@ mod tests {
         loop {
             match link.rx.recv_deadline(deadline) {
                 Ok(Some(Notification::Forward(forward))) => {
-                    assert_eq!(&forward.publish.topic[..], b"ondol/v1/devices/gw-1/readings");
+                    assert_eq!(
+                        &forward.publish.topic[..],
+                        b"ondol/v1/devices/gw-1/readings"
+                    );
                     assert_eq!(&forward.publish.payload[..], b"{}");
                     break;
                 }
