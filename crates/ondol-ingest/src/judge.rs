@@ -233,6 +233,11 @@ impl Judge {
 }
 
 fn status(device_id: DeviceId, inbound: &Inbound, roster: &RosterIndex) -> Verdict {
+    // An empty retained message is how MQTT clears a retained status: not
+    // a device speaking, so nothing to store or refuse.
+    if inbound.payload.is_empty() {
+        return Verdict::default();
+    }
     if roster.device(device_id.as_str()).is_none() {
         let rejection = unknown_device(&device_id);
         return whole_message_refused(inbound, None, None, rejection);
@@ -309,5 +314,237 @@ fn new_rejection(
         msg_id,
         received_at: inbound.received_at,
         payload_excerpt: inbound.payload[..inbound.payload.len().min(EXCERPT_BYTES)].to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use jiff::civil::{Time, date};
+    use jiff::tz::TimeZone;
+    use ondol_model::roster::{
+        CheckinPlan, CheckinWindow, Device, DeviceBinding, DeviceKind, Resident, Roster,
+    };
+    use ondol_model::{ResidentId, StaffId};
+
+    use super::*;
+
+    fn resident(id: &str, zone: &str, passive: bool) -> Resident {
+        Resident {
+            id: ResidentId::new(id).unwrap(),
+            name: "Test".into(),
+            timezone_name: zone.into(),
+            timezone: TimeZone::get(zone).unwrap(),
+            region: "r".into(),
+            enrolled_from: date(2026, 1, 1),
+            enrolled_until: None,
+            caseworker: Some(StaffId::new("cw-1").unwrap()),
+            checkin: CheckinPlan {
+                window: Some(CheckinWindow {
+                    start: Time::constant(6, 0, 0, 0),
+                    end: Time::constant(10, 0, 0, 0),
+                }),
+                passive,
+            },
+            away: Vec::new(),
+        }
+    }
+
+    fn device(id: &str, resident: &str, active: bool, from: Option<Timestamp>) -> Device {
+        Device {
+            id: DeviceId::new(id).unwrap(),
+            kind: DeviceKind::Sensor,
+            bindings: vec![DeviceBinding {
+                resident: ResidentId::new(resident).unwrap(),
+                from,
+                until: None,
+            }],
+            active,
+            secret_env: None,
+        }
+    }
+
+    fn roster() -> RosterIndex {
+        RosterIndex::new(&Roster {
+            residents: vec![
+                resident("r-1", "Asia/Seoul", false),
+                resident("r-2", "Europe/Lisbon", true),
+            ],
+            devices: vec![
+                device("gw-1", "r-1", true, None),
+                device("mv-2", "r-2", true, None),
+                device("old-1", "r-1", false, None),
+                device("new-1", "r-1", true, Some(ts("2026-11-27T00:00:00Z"))),
+            ],
+            staff: Vec::new(),
+        })
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn inbound(topic: &str, payload: &str, at: &str) -> Inbound {
+        Inbound {
+            topic: topic.into(),
+            payload: Bytes::from(payload.to_owned()),
+            received_at: ts(at),
+        }
+    }
+
+    fn judge(topic: &str, payload: &str) -> Verdict {
+        Judge::new(DecodeLimits::default())
+            .judge(&inbound(topic, payload, "2026-11-27T12:00:00Z"), &roster())
+    }
+
+    #[test]
+    fn readings_get_the_residents_local_day_hour_and_check_in_window() {
+        // 23:30 UTC is 08:30 the next morning in Seoul: inside the window.
+        let verdict = judge(
+            "ondol/v1/devices/gw-1/readings",
+            r#"{"msg_id":"m","readings":[{"type":"checkin","value":"ok","ts":"2026-11-26T23:30:00Z"},
+                {"type":"checkin","value":"ok","ts":"2026-11-27T03:30:00Z"}]}"#,
+        );
+        assert_eq!(
+            verdict.items,
+            vec![ItemVerdict::Pending(0), ItemVerdict::Pending(1)]
+        );
+        let first = &verdict.readings[0];
+        assert_eq!(first.local_date, date(2026, 11, 27));
+        assert_eq!(first.local_hour, 8);
+        assert!(first.checkin_in_window);
+        assert!(first.counts_as_activity);
+        // 12:30 in Seoul: a check-in, but after the deadline.
+        assert!(!verdict.readings[1].checkin_in_window);
+        assert_eq!(
+            verdict.receipt,
+            Some(ReceiptPlan {
+                device: DeviceId::new("gw-1").unwrap(),
+                msg_id: "m".into()
+            })
+        );
+    }
+
+    #[test]
+    fn activity_in_the_window_is_a_check_in_only_for_passive_plans() {
+        let motion_at_8_local =
+            r#"{"readings":[{"type":"motion","value":1,"ts":"2026-11-27T08:00:00Z"}]}"#;
+        let passive = judge("ondol/v1/devices/mv-2/readings", motion_at_8_local);
+        assert!(
+            passive.readings[0].checkin_in_window,
+            "Lisbon is UTC+0 in November"
+        );
+        let active = judge(
+            "ondol/v1/devices/gw-1/readings",
+            r#"{"readings":[{"type":"motion","value":1,"ts":"2026-11-26T23:00:00Z"}]}"#,
+        );
+        assert!(!active.readings[0].checkin_in_window);
+        let no_motion = judge(
+            "ondol/v1/devices/mv-2/readings",
+            r#"{"readings":[{"type":"motion","value":0,"ts":"2026-11-27T08:00:00Z"}]}"#,
+        );
+        assert!(!no_motion.readings[0].checkin_in_window);
+        assert!(!no_motion.readings[0].counts_as_activity);
+    }
+
+    #[test]
+    fn power_use_counts_as_activity_only_when_it_changes() {
+        let mut judge = Judge::new(DecodeLimits::default());
+        let roster = roster();
+        let mut watts = |w: f64, minute: u32| {
+            let payload = format!(
+                r#"{{"readings":[{{"type":"power_use","value":{w},"ts":"2026-11-27T11:{minute:02}:00Z"}}]}}"#
+            );
+            judge
+                .judge(
+                    &inbound(
+                        "ondol/v1/devices/gw-1/readings",
+                        &payload,
+                        "2026-11-27T12:00:00Z",
+                    ),
+                    &roster,
+                )
+                .readings[0]
+                .counts_as_activity
+        };
+        assert!(!watts(3.0, 0), "a first value is no change");
+        assert!(!watts(4.0, 1), "standby noise");
+        assert!(watts(1200.0, 2), "the kettle went on");
+        assert!(watts(4.0, 3), "and off");
+    }
+
+    #[test]
+    fn unknown_and_inactive_devices_refuse_every_reading() {
+        let payload = r#"{"msg_id":"m","readings":[{"type":"motion","value":1},{"type":"motion","value":0}]}"#;
+        let unknown = judge("ondol/v1/devices/ghost-1/readings", payload);
+        assert!(unknown.readings.is_empty());
+        assert_eq!(unknown.items.len(), 2);
+        assert!(unknown.items.iter().all(
+            |i| matches!(i, ItemVerdict::Rejected(r) if r.reason == ReasonCode::UnknownDevice)
+        ));
+        assert_eq!(unknown.rejections.len(), 1, "one stored row per message");
+        assert!(unknown.receipt.is_some(), "the device still learns why");
+
+        let revoked = judge("ondol/v1/devices/old-1/readings", payload);
+        assert!(revoked.items.iter().all(
+            |i| matches!(i, ItemVerdict::Rejected(r) if r.reason == ReasonCode::DeviceInactive)
+        ));
+    }
+
+    #[test]
+    fn a_reading_from_before_the_device_was_bound_is_refused_alone() {
+        let verdict = judge(
+            "ondol/v1/devices/new-1/readings",
+            r#"{"readings":[{"type":"motion","value":1,"ts":"2026-11-26T23:00:00Z"},
+                {"type":"motion","value":1,"ts":"2026-11-27T01:00:00Z"}]}"#,
+        );
+        assert!(
+            matches!(&verdict.items[0], ItemVerdict::Rejected(r) if r.reason == ReasonCode::DeviceInactive)
+        );
+        assert_eq!(verdict.items[1], ItemVerdict::Pending(0));
+        assert_eq!(verdict.rejections[0].index, Some(0));
+    }
+
+    #[test]
+    fn whole_message_refusals_keep_the_msg_id_when_it_can_be_read() {
+        let broken = judge(
+            "ondol/v1/devices/gw-1/readings",
+            r#"{"msg_id":"m9","readings":"#,
+        );
+        assert_eq!(
+            broken.refused.as_ref().map(|r| r.reason),
+            Some(ReasonCode::MalformedPayload)
+        );
+        assert_eq!(broken.receipt.map(|p| p.msg_id), Some("m9".to_owned()));
+        assert_eq!(broken.rejections.len(), 1);
+
+        let bad_topic = judge("ondol/v1/devices/a+b/readings", r#"{"msg_id":"m"}"#);
+        assert_eq!(
+            bad_topic.refused.map(|r| r.reason),
+            Some(ReasonCode::UnknownDevice)
+        );
+        assert!(bad_topic.receipt.is_none(), "no topic to answer on");
+        assert_eq!(bad_topic.rejections[0].device_id.as_deref(), Some("a+b"));
+    }
+
+    #[test]
+    fn status_messages() {
+        let online = judge(
+            "ondol/v1/devices/gw-1/status",
+            r#"{"state":"online","battery_pct":40}"#,
+        );
+        assert_eq!(online.status.map(|s| s.status.battery_pct), Some(Some(40)));
+        assert!(
+            judge("ondol/v1/devices/gw-1/status", "")
+                .rejections
+                .is_empty(),
+            "retained clear"
+        );
+        let stranger = judge("ondol/v1/devices/ghost-1/status", r#"{"state":"online"}"#);
+        assert_eq!(stranger.rejections[0].reason, ReasonCode::UnknownDevice);
+        let garbage = judge("ondol/v1/devices/gw-1/status", "on");
+        assert_eq!(garbage.rejections[0].reason, ReasonCode::MalformedPayload);
+        assert!(judge("ondol/internal/probe", "ping").rejections.is_empty());
     }
 }

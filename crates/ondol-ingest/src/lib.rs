@@ -117,6 +117,7 @@ async fn report_periodically(
                 accepted = now.accepted - last.accepted,
                 duplicates = now.duplicates - last.duplicates,
                 rejected = now.rejected - last.rejected,
+                reasons = %now.rejections_since(&last),
                 statuses = now.statuses - last.statuses,
                 totals = %now,
                 "ingest progress"

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use ondol_model::backoff::Backoff;
 use ondol_model::wire::{READINGS_FILTER, STATUS_FILTER};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rumqttd::Notification;
@@ -182,7 +183,7 @@ async fn drain_external(
             }
             Ok(_) => {}
             Err(error) => {
-                let wait = backoff.next_delay();
+                let wait = backoff.next_delay(rand::random::<f64>());
                 tracing::warn!(error = %error, retry_in = ?wait, "external broker connection failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -190,68 +191,5 @@ async fn drain_external(
                 }
             }
         }
-    }
-}
-
-/// Jittered exponential backoff ("full jitter"): each wait is uniform in
-/// `[base, min(cap, base·2^n)]`, so many clients do not retry in step.
-#[derive(Debug)]
-pub struct Backoff {
-    base: Duration,
-    cap: Duration,
-    attempt: u32,
-    seed: u64,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        let seed = Timestamp::now().as_nanosecond() as u64 | 1;
-        Self {
-            base,
-            cap,
-            attempt: 0,
-            seed,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.cap);
-        self.attempt = self.attempt.saturating_add(1);
-        // xorshift: jitter needs no cryptographic quality.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let span = ceiling.saturating_sub(self.base).as_millis() as u64;
-        self.base + Duration::from_millis(if span == 0 { 0 } else { self.seed % (span + 1) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_within_bounds_and_caps() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        for attempt in 0..30u32 {
-            let delay = backoff.next_delay();
-            let ceiling = Duration::from_millis(100)
-                .saturating_mul(1 << attempt.min(20))
-                .min(Duration::from_secs(2));
-            assert!(delay >= Duration::from_millis(100), "{delay:?}");
-            assert!(
-                delay <= ceiling,
-                "attempt {attempt}: {delay:?} > {ceiling:?}"
-            );
-        }
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(100));
     }
 }

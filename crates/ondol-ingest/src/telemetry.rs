@@ -24,6 +24,8 @@ pub struct IngestStats {
     pub statuses: AtomicU64,
     pub receipts: AtomicU64,
     pub batches: AtomicU64,
+    /// Rejections by reason, indexed like [`ReasonCode::ALL`].
+    pub rejected_by_reason: [AtomicU64; ReasonCode::ALL.len()],
 }
 
 /// A copy of the totals at one moment.
@@ -36,6 +38,7 @@ pub struct StatsSnapshot {
     pub statuses: u64,
     pub receipts: u64,
     pub batches: u64,
+    pub rejected_by_reason: [u64; ReasonCode::ALL.len()],
 }
 
 impl IngestStats {
@@ -48,6 +51,9 @@ impl IngestStats {
             statuses: self.statuses.load(Ordering::Relaxed),
             receipts: self.receipts.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
+            rejected_by_reason: std::array::from_fn(|i| {
+                self.rejected_by_reason[i].load(Ordering::Relaxed)
+            }),
         }
     }
 
@@ -59,6 +65,9 @@ impl IngestStats {
     /// `count` readings (or one whole message) refused for `reason`.
     pub(crate) fn rejected(&self, reason: ReasonCode, count: u64) {
         self.rejected.fetch_add(count, Ordering::Relaxed);
+        if let Some(i) = ReasonCode::ALL.iter().position(|r| *r == reason) {
+            self.rejected_by_reason[i].fetch_add(count, Ordering::Relaxed);
+        }
         metrics::counter!(REJECTIONS, "reason" => reason.as_str()).increment(count);
     }
 
@@ -75,6 +84,24 @@ impl IngestStats {
     pub(crate) fn receipt_published(&self) {
         self.receipts.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(RECEIPTS).increment(1);
+    }
+}
+
+impl StatsSnapshot {
+    /// Rejections since `earlier`, as `reason=count` pairs, e.g.
+    /// `out_of_range=3 unknown_device=1`; empty when there were none.
+    pub fn rejections_since(&self, earlier: &StatsSnapshot) -> String {
+        ReasonCode::ALL
+            .iter()
+            .zip(
+                self.rejected_by_reason
+                    .iter()
+                    .zip(earlier.rejected_by_reason.iter()),
+            )
+            .filter(|(_, (now, before))| now > before)
+            .map(|(reason, (now, before))| format!("{reason}={}", now - before))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

@@ -6,8 +6,10 @@
 //! - [`wire`]: decoding device messages (Ondol JSON and SenML packs), status
 //!   messages, receipts and the topic layout.
 //! - [`roster`]: residents, devices, staff and check-in plans.
+//! - [`backoff`]: jittered exponential backoff for reconnects.
 //! - [`clock`]: the injected wall clock ([`Clock`]) with a manual one for tests.
 
+pub mod backoff;
 pub mod clock;
 pub mod id;
 pub mod reading;

@@ -40,12 +40,12 @@ use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::backoff::Backoff;
 use crate::clock::SimClock;
 use crate::garbage::Garbage;
 use crate::report::{Counters, add, sub};
 use crate::schedule::{self, Behaviour, HomeProfile};
 use crate::seed::{self, Salt};
+use ondol_model::backoff::Backoff;
 
 /// Requests the logic may queue in rumqttc's channel before it must wait.
 const REQUEST_CHANNEL: usize = 64;
@@ -280,7 +280,7 @@ impl Link {
                             add(&self.fleet.counters.connect_failures, 1);
                         }
                         up = false;
-                        let delay = backoff.next_delay(&mut self.rng);
+                        let delay = backoff.next_delay(self.rng.random::<f64>());
                         debug!(
                             device = %self.id,
                             error = %error,

@@ -23,7 +23,6 @@
 //! - `homes`: homes from a roster, or a synthetic roster and its homes.
 //! - `report`: fleet-wide counters and the final report.
 
-mod backoff;
 mod clock;
 mod device;
 mod garbage;

@@ -5,13 +5,18 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogFormat};
 
 pub fn init(config: &LogConfig) {
-    let filter = std::env::var("RUST_LOG")
+    let wanted = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_new(&config.filter).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"))
-        // rumqttd logs every connection and its internals at info.
-        .add_directive("rumqttd=warn".parse().unwrap_or_default());
+        .filter(|f| EnvFilter::try_new(f).is_ok())
+        .unwrap_or_else(|| config.filter.clone());
+    // rumqttd logs every connection at info and ordinary disconnects as
+    // errors, which would drown ours; it stays quiet unless asked for by name.
+    let wanted = if wanted.contains("rumqttd") {
+        wanted
+    } else {
+        format!("{wanted},rumqttd=off")
+    };
+    let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,14 +1,17 @@
-//! Reconnect backoff. rumqttc's `EventLoop::poll` reconnects on the very next
+//! Reconnect backoff, shared by the simulated devices and ingest's external
+//! broker client. rumqttc's `EventLoop::poll` reconnects on the very next
 //! call, so without this a fleet whose broker restarts would hammer it in a
 //! tight loop, all devices in lockstep. Exponential growth spaces attempts
 //! out; full jitter (a uniform draw below the ceiling) spreads the fleet.
+//!
+//! The caller supplies the random draw, which keeps this crate free of a
+//! random number generator and the schedule reproducible in tests.
 
 use std::time::Duration;
 
-use rand::Rng;
-
+/// Exponential backoff with full jitter.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     base: Duration,
     cap: Duration,
     /// Failed attempts since the last success.
@@ -16,7 +19,7 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn new(base: Duration, cap: Duration) -> Self {
+    pub fn new(base: Duration, cap: Duration) -> Self {
         Self {
             base,
             cap: cap.max(base),
@@ -25,21 +28,26 @@ impl Backoff {
     }
 
     /// The upper bound of the next delay: `base × 2^attempt`, at most `cap`.
-    pub(crate) fn ceiling(&self) -> Duration {
+    pub fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    /// The delay before the next attempt (uniform in `[0, ceiling]`), and one
-    /// more failure on the count.
-    pub(crate) fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
+    /// The delay before the next attempt, `ceiling × jitter` where `jitter`
+    /// is a uniform draw from `[0, 1)`, and one more failure on the count.
+    pub fn next_delay(&mut self, jitter: f64) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
-        ceiling.mul_f64(rng.random::<f64>())
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        ceiling.mul_f64(jitter)
     }
 
     /// A connection succeeded: start again from `base`.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 }
@@ -48,8 +56,8 @@ impl Backoff {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rand::SeedableRng;
     use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn grows_doubling_to_the_cap_and_resets() {
@@ -58,7 +66,7 @@ mod tests {
         let mut ceilings = Vec::new();
         for _ in 0..10 {
             ceilings.push(b.ceiling().as_secs());
-            b.next_delay(&mut rng);
+            b.next_delay(rng.random::<f64>());
         }
         assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
         b.reset();
@@ -70,7 +78,7 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let mut rng = SmallRng::seed_from_u64(2);
         for _ in 0..1000 {
-            assert!(b.next_delay(&mut rng) <= Duration::from_secs(60));
+            assert!(b.next_delay(rng.random::<f64>()) <= Duration::from_secs(60));
         }
     }
 
@@ -81,9 +89,9 @@ mod tests {
             .map(|_| {
                 let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
                 for _ in 0..8 {
-                    b.next_delay(&mut rng);
+                    b.next_delay(rng.random::<f64>());
                 }
-                b.next_delay(&mut rng)
+                b.next_delay(rng.random::<f64>())
             })
             .collect();
         let low = delays
@@ -112,7 +120,7 @@ mod tests {
             for _ in 0..failures {
                 let ceiling = b.ceiling();
                 prop_assert!(ceiling <= Duration::from_millis(cap_ms.max(base_ms)));
-                let d = b.next_delay(&mut rng);
+                let d = b.next_delay(rng.random::<f64>());
                 prop_assert!(d <= ceiling);
                 prop_assert!(b.ceiling() >= ceiling, "never shrinks without a reset");
             }
