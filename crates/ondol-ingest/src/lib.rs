@@ -36,6 +36,7 @@ pub use judge::Inbound;
 pub use roster_index::RosterIndex;
 pub use source::SourceLink;
 pub use telemetry::{IngestStats, StatsSnapshot};
+pub use writer::Committed;
 
 /// Why the ingest worker stopped before it was asked to.
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +47,14 @@ pub enum IngestError {
 
 /// Runs the worker until `shutdown` is cancelled, then drains: stops reading
 /// from the broker, judges what is queued, commits the last batch and
-/// publishes its receipts before returning.
+/// publishes its receipts before returning. After each commit, what it
+/// stored is sent to `committed`, if given.
 pub async fn run(
     config: IngestConfig,
     link: SourceLink,
     store: Store,
     roster: watch::Receiver<Arc<RosterIndex>>,
+    committed: Option<mpsc::Sender<Committed>>,
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
@@ -69,7 +72,7 @@ pub async fn run(
     ));
     let writer = tokio::task::spawn_blocking({
         let stats = stats.clone();
-        move || writer::write(store, batch_rx, receipts, stats)
+        move || writer::write(store, batch_rx, receipts, committed, stats)
     });
     let reporter = tokio::spawn(report_periodically(
         stats.clone(),

@@ -117,12 +117,22 @@ fn add(pending: &mut PendingBatch, verdict: crate::judge::Verdict, stats: &Inges
     pending.batch.statuses.extend(verdict.status);
 }
 
+/// What one committed batch changed: the readings stored for the first
+/// time (duplicates left out) and the device status updates. Alerting
+/// listens to these; ingest does not know who does.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    pub readings: Vec<ondol_store::NewReading>,
+    pub statuses: Vec<ondol_store::StatusUpdate>,
+}
+
 /// Commits batches in order and publishes their receipts. Runs on a blocking
 /// thread; returns when the processor has handed over its last batch.
 pub(crate) fn write(
     mut store: Store,
     mut batches: mpsc::Receiver<PendingBatch>,
     mut receipts: ReceiptSink,
+    committed: Option<mpsc::Sender<Committed>>,
     stats: Arc<IngestStats>,
 ) {
     while let Some(pending) = batches.blocking_recv() {
@@ -131,6 +141,26 @@ pub(crate) fn write(
             // acknowledged is lost.
             continue;
         };
+        if let Some(listener) = &committed {
+            let news = Committed {
+                readings: pending
+                    .batch
+                    .readings
+                    .iter()
+                    .zip(&inserted)
+                    .filter(|(_, new)| **new)
+                    .map(|(reading, _)| reading.clone())
+                    .collect(),
+                statuses: pending.batch.statuses.clone(),
+            };
+            // Waits when the listener is behind: an emergency reading must
+            // reach it, and the store has it already.
+            if (!news.readings.is_empty() || !news.statuses.is_empty())
+                && listener.blocking_send(news).is_err()
+            {
+                tracing::debug!("nobody listens to committed readings any more");
+            }
+        }
         let accepted = inserted.iter().filter(|new| **new).count() as u64;
         let duplicates = inserted.len() as u64 - accepted;
         stats.committed(accepted, duplicates, pending.batch.statuses.len() as u64);

@@ -592,7 +592,9 @@ impl Logic {
         if receipt.error.is_some() {
             add(&c.refused_messages, 1);
         }
-        self.kept.remove(&counter);
+        if let Some(sent_at) = self.kept.remove(&counter).and_then(|k| k.sent_at) {
+            c.record_latency(sent_at.elapsed());
+        }
         self.to_send.remove(&counter);
     }
 

@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 pub use homes::{homes_from_roster, homes_from_roster_at, synthetic_homes, synthetic_roster_toml};
-pub use report::SimReport;
+pub use report::{Latency, SimReport};
 
 use crate::clock::SimClock;
 use crate::device::{DeviceSpec, Fleet, Home};

@@ -3,6 +3,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
 
 /// Live counters; device tasks add, the summary logger and the final report read.
 #[derive(Debug, Default)]
@@ -22,6 +26,69 @@ pub(crate) struct Counters {
     pub unreceipted: AtomicU64,
     /// Devices with a live MQTT session right now (a gauge).
     pub connected: AtomicU64,
+    /// Publish-to-receipt times in microseconds, from the last send of a
+    /// message to its first receipt.
+    pub latency: Mutex<Option<Histogram<u64>>>,
+}
+
+impl Counters {
+    /// Records one publish-to-receipt time.
+    pub(crate) fn record_latency(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        if latency.is_none() {
+            // Three significant digits, auto-resizing: small and exact enough.
+            *latency = Histogram::new(3).ok().map(|mut h| {
+                h.auto(true);
+                h
+            });
+        }
+        if let Some(histogram) = latency.as_mut() {
+            let _ = histogram.record(micros);
+        }
+    }
+
+    fn latency_summary(&self) -> Latency {
+        let latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        match latency.as_ref() {
+            Some(h) if !h.is_empty() => Latency {
+                samples: h.len(),
+                p50_us: h.value_at_quantile(0.50),
+                p95_us: h.value_at_quantile(0.95),
+                p99_us: h.value_at_quantile(0.99),
+                max_us: h.max(),
+            },
+            _ => Latency::default(),
+        }
+    }
+}
+
+/// Publish-to-receipt latency over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Receipts measured.
+    pub samples: u64,
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |us: u64| us as f64 / 1000.0;
+        write!(
+            f,
+            "publish-to-receipt p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} receipts",
+            ms(self.p50_us),
+            ms(self.p95_us),
+            ms(self.p99_us),
+            ms(self.max_us),
+            self.samples
+        )
+    }
 }
 
 /// `counter += n` with relaxed ordering: these are statistics, not locks.
@@ -53,6 +120,7 @@ impl Counters {
             connect_failures: get(&self.connect_failures),
             dropped_readings: get(&self.dropped_readings),
             unreceipted: get(&self.unreceipted),
+            latency: self.latency_summary(),
         }
     }
 }
@@ -87,6 +155,7 @@ pub struct SimReport {
     pub dropped_readings: u64,
     /// Messages still waiting for a receipt when the run ended.
     pub unreceipted: u64,
+    pub latency: Latency,
 }
 
 impl fmt::Display for SimReport {
@@ -95,7 +164,7 @@ impl fmt::Display for SimReport {
             f,
             "sent {} messages ({} readings, {} malformed), {} receipts ({} accepted, {} duplicates, \
              {} rejected, {} messages refused whole), {} resent, {} reconnects, {} connect failures, {} readings dropped, \
-             {} unreceipted",
+             {} unreceipted; {}",
             self.messages_sent,
             self.readings_sent,
             self.malformed_sent,
@@ -109,6 +178,7 @@ impl fmt::Display for SimReport {
             self.connect_failures,
             self.dropped_readings,
             self.unreceipted,
+            self.latency,
         )
     }
 }

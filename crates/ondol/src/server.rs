@@ -105,6 +105,8 @@ pub async fn run(
         link,
         store,
         roster_index,
+        // Alerting subscribes here once it exists.
+        None,
         stats.clone(),
         ingest_shutdown.clone(),
     ));
