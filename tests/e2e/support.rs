@@ -104,9 +104,14 @@ impl TestServer {
     /// Like [`start`](Self::start), with extra TOML appended to the config
     /// and other arguments than `run`.
     pub async fn start_with(extra_config: &str, args: &[&str]) -> TestServer {
+        Self::start_custom(TEST_ROSTER, extra_config, args).await
+    }
+
+    /// A server with its own roster file, extra config and arguments.
+    pub async fn start_custom(roster_toml: &str, extra_config: &str, args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let roster = dir.path().join("registry.toml");
-        std::fs::write(&roster, TEST_ROSTER).expect("write roster");
+        std::fs::write(&roster, roster_toml).expect("write roster");
         let mqtt_port = free_port();
         let config_path = dir.path().join("ondol.toml");
         let config = format!(
