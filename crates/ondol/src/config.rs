@@ -324,11 +324,17 @@ impl Config {
             ("simulator.missed_checkin_share", sim.missed_checkin_share),
             ("simulator.silent_share", sim.silent_share),
             ("simulator.offline_share", sim.offline_share),
-            ("simulator.malformed_rate", sim.malformed_rate),
         ] {
             if !(0.0..=1.0).contains(&share) {
                 problem(key, format!("is {share}; must be between 0 and 1"));
             }
+        }
+        // All garbage would leave nothing to receipt.
+        if !(0.0..1.0).contains(&sim.malformed_rate) {
+            problem(
+                "simulator.malformed_rate",
+                format!("is {}; must be at least 0 and below 1", sim.malformed_rate),
+            );
         }
         if !(sim.speed.is_finite() && sim.speed >= 1.0) {
             problem(
