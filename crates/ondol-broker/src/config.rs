@@ -35,7 +35,7 @@ impl Default for BrokerConfig {
             max_packet_bytes: 256 * 1024,
             max_inflight: 100,
             connection_timeout: Duration::from_secs(10),
-            max_buffered_bytes: 256 * 1024 * 1024,
+            max_buffered_bytes: 64 * 1024 * 1024,
         }
     }
 }

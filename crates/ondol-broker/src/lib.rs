@@ -230,20 +230,43 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
     probe
 }
 
+/// Bytes a per-device or per-staff subscription (receipts, alerts) keeps.
+/// rumqttd keeps every filter's log up to `segment size × count` whether or
+/// not it was read, so with the same ring for every filter memory would grow
+/// with the number of devices (measured: ~800 MiB for 200 devices within a
+/// minute of load). A device that falls this far behind its receipts
+/// resends instead.
+const SMALL_SEGMENT_BYTES: usize = 256 * 1024;
+
 fn router_config(config: &BrokerConfig) -> RouterConfig {
-    // Each subscription filter keeps a ring of segment_size × segment_count
-    // bytes; a subscriber further behind than that silently loses messages.
+    // Ingest's filters get the large ring: falling behind it loses messages
+    // silently (their devices resend, but it is wasteful).
     let segment_count = 8;
+    let ingest_segment = ondol_segment(config.max_buffered_bytes / segment_count, segment_count);
+    let custom_segment = [
+        ondol_model::wire::READINGS_FILTER,
+        ondol_model::wire::STATUS_FILTER,
+    ]
+    .into_iter()
+    .map(|filter| (filter.to_owned(), ingest_segment.clone()))
+    .collect();
     RouterConfig {
         // Local links count too (ingest, receipts, probe).
         max_connections: config.max_connections + 16,
         max_outgoing_packet_count: 200,
         // Below 1024 the router thread panics on the first subscribe.
-        max_segment_size: (config.max_buffered_bytes / segment_count).max(1024 * 1024),
-        max_segment_count: segment_count,
-        custom_segment: None,
+        max_segment_size: SMALL_SEGMENT_BYTES,
+        max_segment_count: 2,
+        custom_segment: Some(custom_segment),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
+    }
+}
+
+fn ondol_segment(bytes: usize, count: usize) -> rumqttd::SegmentConfig {
+    rumqttd::SegmentConfig {
+        max_segment_size: bytes.max(1024 * 1024),
+        max_segment_count: count.max(1),
     }
 }
 

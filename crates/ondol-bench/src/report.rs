@@ -1,0 +1,104 @@
+//! A run's figures, as a table for people and JSON for tools.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::load::{Latency, LoadSpec, Outcome};
+use crate::server::{BrokerMode, Usage};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub mode: BrokerMode,
+    pub devices: usize,
+    /// Target readings/s; 0 = flat out.
+    pub target_rate: u64,
+    pub readings_per_message: usize,
+    pub measured_seconds: f64,
+    /// Accepted readings per second over the measured window.
+    pub accepted_per_second: f64,
+    pub latency: Latency,
+    /// Server CPU over the window as a share of one core (1.0 = one core busy).
+    pub server_cpu_cores: Option<f64>,
+    pub server_peak_rss_mib: Option<f64>,
+    pub readings_sent: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub unreceipted_messages: u64,
+    /// Failed connection attempts or subscriptions (reconnects during the run).
+    pub connect_failures: u64,
+    /// Readings the receipts called accepted that are not in the store.
+    pub lost: u64,
+    /// Readings the store holds more than once, or that receipts reported as
+    /// duplicates although nothing was resent.
+    pub stored_twice: u64,
+    /// Rows in the store after the run (None against a running server).
+    pub stored: Option<u64>,
+}
+
+impl RunResult {
+    pub fn new(
+        mode: BrokerMode,
+        spec: &LoadSpec,
+        outcome: &Outcome,
+        usage: Option<Usage>,
+        stored: Option<u64>,
+    ) -> Self {
+        let seconds = outcome.measured.as_secs_f64().max(1e-9);
+        RunResult {
+            mode,
+            devices: spec.devices,
+            target_rate: spec.rate,
+            readings_per_message: spec.readings_per_message,
+            measured_seconds: seconds,
+            accepted_per_second: outcome.accepted_in_window as f64 / seconds,
+            latency: outcome.latency,
+            server_cpu_cores: usage.map(|u| u.cpu_seconds / seconds),
+            server_peak_rss_mib: usage.map(|u| u.peak_rss_mib),
+            readings_sent: outcome.readings_sent,
+            accepted: outcome.accepted,
+            rejected: outcome.rejected,
+            unreceipted_messages: outcome.unreceipted,
+            connect_failures: outcome.connect_failures,
+            lost: stored.map_or(0, |s| outcome.accepted.saturating_sub(s)),
+            stored_twice: outcome.duplicates
+                + stored.map_or(0, |s| s.saturating_sub(outcome.accepted)),
+            stored,
+        }
+    }
+}
+
+pub fn table(results: &[RunResult]) -> String {
+    let mut out = String::from(
+        "mode       devices  rate      r/msg  accepted/s  p50 ms  p95 ms  p99 ms  max ms  cpu cores  peak MiB  lost  twice  unreceipted\n",
+    );
+    for r in results {
+        let rate = if r.target_rate == 0 {
+            "max".to_owned()
+        } else {
+            r.target_rate.to_string()
+        };
+        let opt = |v: Option<f64>, precision: usize| {
+            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:>7}  {:<8}  {:>5}  {:>10.0}  {:>6.1}  {:>6.1}  {:>6.1}  {:>6.1}  {:>9}  {:>8}  {:>4}  {:>5}  {:>11}",
+            format!("{:?}", r.mode).to_lowercase(),
+            r.devices,
+            rate,
+            r.readings_per_message,
+            r.accepted_per_second,
+            r.latency.p50_ms,
+            r.latency.p95_ms,
+            r.latency.p99_ms,
+            r.latency.max_ms,
+            opt(r.server_cpu_cores, 2),
+            opt(r.server_peak_rss_mib, 0),
+            r.lost,
+            r.stored_twice,
+            r.unreceipted_messages,
+        );
+    }
+    out
+}

@@ -1,0 +1,219 @@
+//! The Ondol under test: started on free loopback ports with a temporary
+//! data directory, optionally behind a Mosquitto broker, measured through
+//! /proc (Linux).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// Which broker the devices talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerMode {
+    /// The broker embedded in ondol.
+    Embedded,
+    /// Mosquitto (Debian package `mosquitto`), with ondol's ingest as a client.
+    Mosquitto,
+}
+
+/// CPU time and memory of a process, from /proc.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Usage {
+    /// User + system CPU seconds.
+    pub cpu_seconds: f64,
+    /// Peak resident set size (VmHWM), MiB.
+    pub peak_rss_mib: f64,
+}
+
+pub struct ServerUnderTest {
+    dir: tempfile::TempDir,
+    ondol: Option<Child>,
+    mosquitto: Option<Child>,
+    device_port: u16,
+}
+
+impl ServerUnderTest {
+    pub async fn start(binary: &Path, mode: BrokerMode, roster: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            binary.exists(),
+            "{} not found; build it first: cargo build --release -p ondol -p ondol-bench",
+            binary.display()
+        );
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("registry.toml"), roster)?;
+        let ondol_port = free_port()?;
+        let mut server = ServerUnderTest {
+            dir,
+            ondol: None,
+            mosquitto: None,
+            device_port: ondol_port,
+        };
+        let broker_line = match mode {
+            BrokerMode::Embedded => "broker = \"embedded\"".to_owned(),
+            BrokerMode::Mosquitto => {
+                let port = free_port()?;
+                server.mosquitto = Some(start_mosquitto(server.dir.path(), port)?);
+                wait_for_port(port)
+                    .await
+                    .context("mosquitto did not start")?;
+                server.device_port = port;
+                format!("broker = \"mqtt://127.0.0.1:{port}\"")
+            }
+        };
+        let config = format!(
+            "[mqtt]\nlisten = \"127.0.0.1:{ondol_port}\"\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n[log]\nfilter = \"warn,ondol::server=info\"\n",
+            data = server.dir.path().join("data"),
+            roster = server.dir.path().join("registry.toml"),
+        );
+        let config_path = server.dir.path().join("ondol.toml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(server.dir.path().join("ondol.log"))?;
+        server.ondol = Some(
+            Command::new(binary)
+                .arg("run")
+                .arg("--config")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start {}", binary.display()))?,
+        );
+        // "ondol ready" is logged once ingest is running (and, with the
+        // embedded broker, once devices can connect).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !server.log().contains("ondol ready") {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "ondol did not start:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if mode == BrokerMode::Mosquitto {
+            // Ingest subscribes to Mosquitto on its first CONNACK, just
+            // after "ready"; no reading may be published before that.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(server)
+    }
+
+    pub fn device_port(&self) -> u16 {
+        self.device_port
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ondol.log")).unwrap_or_default()
+    }
+
+    /// CPU and peak memory of ondol (and Mosquitto, when used) so far.
+    pub fn usage(&self) -> Option<Usage> {
+        let mut total = Usage::default();
+        for child in [&self.ondol, &self.mosquitto].into_iter().flatten() {
+            let usage = proc_usage(child.id())?;
+            total.cpu_seconds += usage.cpu_seconds;
+            total.peak_rss_mib += usage.peak_rss_mib;
+        }
+        Some(total)
+    }
+
+    /// Stops ondol gracefully and counts the readings it stored.
+    pub async fn stop_and_count_readings(&mut self) -> anyhow::Result<u64> {
+        if let Some(mut child) = self.ondol.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while child.try_wait()?.is_none() {
+                anyhow::ensure!(Instant::now() < deadline, "ondol did not stop");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let db = rusqlite::Connection::open_with_flags(
+            self.database(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        let count: i64 = db.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn database(&self) -> PathBuf {
+        self.dir.path().join("data").join("ondol.db")
+    }
+}
+
+impl Drop for ServerUnderTest {
+    fn drop(&mut self) {
+        for child in [self.ondol.as_mut(), self.mosquitto.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_mosquitto(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let config = dir.join("mosquitto.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\nlog_dest none\n"
+        ),
+    )?;
+    Command::new("mosquitto")
+        .arg("-c")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start mosquitto (apt-get install mosquitto)")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(Instant::now() < deadline, "nothing listens on port {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Reads /proc/PID/stat (utime, stime) and /proc/PID/status (VmHWM).
+fn proc_usage(pid: u32) -> Option<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    // USER_HZ is 100 on every Linux we run on.
+    Some(Usage {
+        cpu_seconds: ticks / 100.0,
+        peak_rss_mib: hwm_kib / 1024.0,
+    })
+}
