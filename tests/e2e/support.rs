@@ -115,7 +115,7 @@ impl TestServer {
         let mqtt_port = free_port();
         let config_path = dir.path().join("ondol.toml");
         let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
+            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
             data = dir.path().join("data"),
         );
         std::fs::write(&config_path, config).expect("write config");

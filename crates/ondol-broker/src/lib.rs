@@ -245,6 +245,13 @@ pub struct Listener {
     pub addr: SocketAddr,
 }
 
+impl Listener {
+    /// Where this machine reaches the listener (the TLS listener relays here).
+    pub fn loopback(&self) -> SocketAddr {
+        loopback_for(self.addr)
+    }
+}
+
 /// Where to reach a listener bound to `addr` from this machine.
 fn loopback_for(addr: SocketAddr) -> SocketAddr {
     let mut probe = addr;
