@@ -539,6 +539,14 @@ mod tests {
         assert_eq!(config.ingest.max_age, ingest.max_age);
         assert_eq!(config.ingest.max_future_skew, ingest.max_future_skew);
         assert_eq!(config.ingest.queue_capacity, ingest.queue_capacity);
+        assert_eq!(
+            config.ingest.device_max_messages_per_minute,
+            ingest.device_max_messages_per_minute
+        );
+        assert_eq!(
+            config.ingest.device_max_burst_messages,
+            ingest.device_max_burst_messages
+        );
         let mqtt = BrokerConfig::default();
         assert_eq!(config.mqtt.listen, mqtt.listen);
         assert_eq!(config.mqtt.max_packet_bytes, mqtt.max_packet_bytes);
