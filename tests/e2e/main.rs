@@ -6,4 +6,5 @@
 
 mod cli;
 mod ingest;
+mod security;
 mod support;

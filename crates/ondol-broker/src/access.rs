@@ -410,8 +410,14 @@ mod tests {
             list.admission("gw-2x", Some("gw-1")).err(),
             Some(Refusal::ClientIdMismatch)
         );
-        assert_eq!(list.admission("gw-2", Some("gw-2")).err(), Some(Refusal::Revoked));
-        assert_eq!(list.admission("gw-1", None).err(), Some(Refusal::MissingCredentials));
+        assert_eq!(
+            list.admission("gw-2", Some("gw-2")).err(),
+            Some(Refusal::Revoked)
+        );
+        assert_eq!(
+            list.admission("gw-1", None).err(),
+            Some(Refusal::MissingCredentials)
+        );
         assert_eq!(
             list.admission("x", Some("nobody")).err(),
             Some(Refusal::UnknownIdentity)

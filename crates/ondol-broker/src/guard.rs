@@ -96,7 +96,7 @@ impl Guarded {
         counter.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(DENIED_PACKETS, "packet" => what).increment(1);
         tracing::warn!(
-            client_id = identity.client_label(),
+            client_id = %identity.client_label(),
             packet = what,
             topic = %printable(topic),
             "MQTT client used a topic it may not; connection closed"
@@ -112,7 +112,7 @@ impl Guarded {
                 .fetch_add(1, Ordering::Relaxed);
             metrics::counter!(REVOKED_DISCONNECTS).increment(1);
             tracing::warn!(
-                client_id = identity.client_label(),
+                client_id = %identity.client_label(),
                 "MQTT client's credential was revoked or rotated; connection closed"
             );
             return Err(Error::InvalidProtocol);

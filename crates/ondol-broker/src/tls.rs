@@ -229,7 +229,9 @@ async fn watch_files(
                 tracing::info!("TLS certificate files changed; reloaded");
             }
             // Perhaps half-written: try again at the next check.
-            Err(error) => tracing::warn!(error = %error, "TLS certificate files changed but cannot be loaded; keeping the previous ones"),
+            Err(error) => {
+                tracing::warn!(error = %error, "TLS certificate files changed but cannot be loaded; keeping the previous ones")
+            }
         }
     }
 }

@@ -98,10 +98,7 @@ impl IngestConfig {
             ));
         }
         if !(self.device_max_burst_messages.is_finite() && self.device_max_burst_messages >= 1.0) {
-            problems.push((
-                "device_max_burst_messages",
-                "must be at least 1".to_owned(),
-            ));
+            problems.push(("device_max_burst_messages", "must be at least 1".to_owned()));
         }
         if self.batch_max_readings == 0 {
             problems.push(("batch_max_readings", "must be at least 1".to_owned()));

@@ -454,7 +454,11 @@ mod tests {
         assert!(limited.receipt.is_some());
         // Another device is not affected; a second later gw-1 may send again.
         let other = judge.judge(
-            &inbound("ondol/v1/devices/mv-2/readings", message, "2026-11-27T12:00:00Z"),
+            &inbound(
+                "ondol/v1/devices/mv-2/readings",
+                message,
+                "2026-11-27T12:00:00Z",
+            ),
             &roster,
         );
         assert_eq!(other.readings.len(), 2);

@@ -216,7 +216,11 @@ kind = "gateway"
             AddDevice::UnknownResident
         );
         let roster = store.load_roster().unwrap();
-        let bt9 = roster.devices.iter().find(|d| d.id.as_str() == "bt-9").unwrap();
+        let bt9 = roster
+            .devices
+            .iter()
+            .find(|d| d.id.as_str() == "bt-9")
+            .unwrap();
         assert_eq!(bt9.bindings.len(), 1);
 
         let row = |store: &Store, which: &str| {
@@ -233,13 +237,29 @@ kind = "gateway"
         assert!(revoked.revoked);
         assert_eq!(revoked.credential_hash, None);
         // The import path neither overrides nor reinstates.
-        assert!(!store.set_initial_device_credential(&id("bt-9"), "$h3", now).unwrap());
-        assert!(store.set_device_credential(&id("bt-9"), "$h4", now).unwrap());
+        assert!(
+            !store
+                .set_initial_device_credential(&id("bt-9"), "$h3", now)
+                .unwrap()
+        );
+        assert!(
+            store
+                .set_device_credential(&id("bt-9"), "$h4", now)
+                .unwrap()
+        );
         let back = row(&store, "bt-9");
         assert!(!back.revoked);
         assert_eq!(back.credential_hash.as_deref(), Some("$h4"));
-        assert!(store.set_initial_device_credential(&id("gw-1"), "$h5", now).unwrap());
-        assert!(!store.set_initial_device_credential(&id("gw-1"), "$h6", now).unwrap());
+        assert!(
+            store
+                .set_initial_device_credential(&id("gw-1"), "$h5", now)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .set_initial_device_credential(&id("gw-1"), "$h6", now)
+                .unwrap()
+        );
         assert!(!store.revoke_device(&id("nope"), now).unwrap());
     }
 }

@@ -311,10 +311,7 @@ impl Config {
                 ("mqtt.tls.key_file", &self.mqtt.tls.key_file),
             ] {
                 if !path.is_file() {
-                    problem(
-                        key,
-                        format!("{} is not a readable file", path.display()),
-                    );
+                    problem(key, format!("{} is not a readable file", path.display()));
                 }
             }
             if self.mqtt.tcp_enabled && self.mqtt.tls.listen == self.mqtt.listen {
@@ -325,7 +322,10 @@ impl Config {
             }
         }
         if self.mqtt.access_reload_interval.is_zero() {
-            problem("mqtt.access_reload_interval", "must be longer than 0s".into());
+            problem(
+                "mqtt.access_reload_interval",
+                "must be longer than 0s".into(),
+            );
         }
         if self.timeseries.backend == TimeseriesBackend::Influxdb {
             problem(
@@ -562,7 +562,10 @@ mod tests {
         assert_eq!(config.mqtt.tls.listen, mqtt.tls.listen);
         assert_eq!(config.mqtt.tls.cert_file, mqtt.tls.cert_file);
         assert_eq!(config.mqtt.tls.key_file, mqtt.tls.key_file);
-        assert_eq!(config.mqtt.tls.handshake_timeout, mqtt.tls.handshake_timeout);
+        assert_eq!(
+            config.mqtt.tls.handshake_timeout,
+            mqtt.tls.handshake_timeout
+        );
         assert_eq!(
             config.mqtt.tls.reload_check_interval,
             mqtt.tls.reload_check_interval

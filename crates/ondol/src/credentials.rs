@@ -65,8 +65,8 @@ fn argon2() -> Argon2<'static> {
 pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt)
-        .map_err(|e| anyhow::anyhow!("cannot encode a salt: {e}"))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("cannot encode a salt: {e}"))?;
     let hash = argon2()
         .hash_password(secret.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("cannot hash a device secret: {e}"))?;
@@ -76,8 +76,11 @@ pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
 /// Whether `secret` matches the PHC string `hash` (with the parameters
 /// stored in it).
 pub fn verify_secret(hash: &str, secret: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(secret.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 /// Checks device secrets for the broker, remembering successes (see the
@@ -127,9 +130,7 @@ impl Verifier {
             return true;
         }
         let ok = verify_secret(stored.expose(), secret);
-        if ok
-            && let (Some(digest), Ok(mut verified)) = (digest, self.verified.lock())
-        {
+        if ok && let (Some(digest), Ok(mut verified)) = (digest, self.verified.lock()) {
             verified.insert(key, digest);
         }
         ok
@@ -280,7 +281,9 @@ pub async fn follow_store(
         }
         let reader = store.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let store = reader.lock().map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+            let store = reader
+                .lock()
+                .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
             let mut rows = store.device_credentials()?;
             rows.sort_by(|a, b| a.id.cmp(&b.id));
             anyhow::Ok((rows, store.load_roster()?))
@@ -299,7 +302,10 @@ pub async fn follow_store(
         }
         gate.update(source.build(&roster, &rows));
         roster_updates.send_replace(Arc::new(RosterIndex::new(&roster)));
-        tracing::info!(devices = rows.len(), "device credentials changed; access list updated");
+        tracing::info!(
+            devices = rows.len(),
+            "device credentials changed; access list updated"
+        );
         last = rows;
     }
 }

@@ -125,12 +125,9 @@ pub async fn run(
                 "ANONYMOUS MQTT CONNECTIONS ARE ALLOWED (demo mode or mqtt.allow_anonymous): any client can speak as any device by choosing its client id. Never run this way with real residents."
             );
         }
-        let source = AccessSource::new(
-            database.clone(),
-            allow_anonymous,
-            &roster,
-            |var| std::env::var(var).ok(),
-        );
+        let source = AccessSource::new(database.clone(), allow_anonymous, &roster, |var| {
+            std::env::var(var).ok()
+        });
         let gate = ondol_broker::Gate::new(
             source.build(&roster, &credential_rows),
             Arc::new(Verifier::default()).into_broker_check(),
