@@ -8,3 +8,4 @@ mod cli;
 mod ingest;
 mod security;
 mod support;
+mod tls;
