@@ -53,21 +53,37 @@ impl fmt::Debug for DeviceSecret {
     }
 }
 
-/// Argon2id with OWASP's second recommended setting (19 MiB, 2 passes, 1
-/// lane). Device secrets are random, so this guards mostly against weak
-/// secrets imported through `secret_env`.
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+/// How much work a stored hash costs to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOrigin {
+    /// 256 random bits from [`DeviceSecret::generate`]: no amount of hashing
+    /// work changes the odds of guessing one, so the cost is kept low
+    /// (Argon2id, 4 MiB, 1 pass, about 3 ms): after a village-wide power cut
+    /// thousands of devices are verified at once on a small machine.
+    Generated,
+    /// Chosen by a person (a roster `secret_env`): OWASP's setting (19 MiB,
+    /// 2 passes), which makes guessing a weak secret from a stolen database
+    /// expensive.
+    Chosen,
+}
+
+fn argon2(origin: SecretOrigin) -> Argon2<'static> {
+    let (memory_kib, passes) = match origin {
+        SecretOrigin::Generated => (4 * 1024, 1),
+        SecretOrigin::Chosen => (19 * 1024, 2),
+    };
+    let params = Params::new(memory_kib, passes, 1, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// The Argon2id PHC string of `secret`, with a fresh random salt.
-pub fn hash_secret(secret: &str) -> anyhow::Result<String> {
+/// The Argon2id PHC string of `secret`, with a fresh random salt. The
+/// parameters are part of the string, so verification needs no setting.
+pub fn hash_secret(secret: &str, origin: SecretOrigin) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt =
-        SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("cannot encode a salt: {e}"))?;
-    let hash = argon2()
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| anyhow::anyhow!("cannot encode a salt: {e}"))?;
+    let hash = argon2(origin)
         .hash_password(secret.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("cannot hash a device secret: {e}"))?;
     Ok(hash.to_string())
@@ -235,7 +251,7 @@ pub fn import_roster_secrets(
         }
         match env(var).filter(|s| !s.is_empty()) {
             Some(secret) => {
-                let hash = hash_secret(&secret)?;
+                let hash = hash_secret(&secret, SecretOrigin::Chosen)?;
                 store
                     .set_initial_device_credential(&device.id, &hash, now)
                     .context("cannot store a device credential")?;
@@ -319,7 +335,7 @@ mod tests {
         let secret = DeviceSecret::generate();
         assert_eq!(secret.expose().len(), 64);
         assert!(!format!("{secret:?}").contains(secret.expose()));
-        let hash = hash_secret(secret.expose()).expect("hash");
+        let hash = hash_secret(secret.expose(), SecretOrigin::Generated).expect("hash");
         assert!(hash.starts_with("$argon2id$"));
         assert!(!hash.contains(secret.expose()));
         assert!(verify_secret(&hash, secret.expose()));
@@ -330,12 +346,12 @@ mod tests {
     #[test]
     fn the_verifier_remembers_successes_only_for_the_same_hash() {
         let verifier = Verifier::default();
-        let hash = StoredSecret::new(hash_secret("s3cret-one").expect("hash"));
+        let hash = StoredSecret::new(hash_secret("s3cret-one", SecretOrigin::Chosen).expect("hash"));
         assert!(!verifier.verify(&hash, "nope"));
         assert!(verifier.verify(&hash, "s3cret-one"));
         assert!(verifier.verify(&hash, "s3cret-one"));
         assert!(!verifier.verify(&hash, "nope"));
-        let rotated = StoredSecret::new(hash_secret("s3cret-two").expect("hash"));
+        let rotated = StoredSecret::new(hash_secret("s3cret-two", SecretOrigin::Generated).expect("hash"));
         assert!(!verifier.verify(&rotated, "s3cret-one"));
         assert!(verifier.verify(&rotated, "s3cret-two"));
     }

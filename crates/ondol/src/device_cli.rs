@@ -18,7 +18,7 @@ use ondol_model::{DeviceId, ResidentId};
 use ondol_store::{AddDevice, Store};
 
 use crate::config::Config;
-use crate::credentials::{DeviceSecret, hash_secret};
+use crate::credentials::{DeviceSecret, SecretOrigin, hash_secret};
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
@@ -109,7 +109,7 @@ fn execute(command: DeviceCommand, config: &Config) -> anyhow::Result<Option<Dev
             })?;
             let mut store = open()?;
             let secret = DeviceSecret::generate();
-            let hash = hash_secret(secret.expose())?;
+            let hash = hash_secret(secret.expose(), SecretOrigin::Generated)?;
             match store
                 .add_device(&id, kind, &resident, now, &hash)
                 .context("cannot register the device")?
@@ -132,7 +132,7 @@ fn execute(command: DeviceCommand, config: &Config) -> anyhow::Result<Option<Dev
             let id = device_id(&args.id)?;
             let mut store = open()?;
             let secret = DeviceSecret::generate();
-            let hash = hash_secret(secret.expose())?;
+            let hash = hash_secret(secret.expose(), SecretOrigin::Generated)?;
             if !store
                 .set_device_credential(&id, &hash, now)
                 .context("cannot store the new secret")?
