@@ -7,5 +7,6 @@
 mod cli;
 mod ingest;
 mod security;
+mod storm;
 mod support;
 mod tls;

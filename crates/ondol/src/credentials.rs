@@ -81,8 +81,8 @@ fn argon2(origin: SecretOrigin) -> Argon2<'static> {
 pub fn hash_secret(secret: &str, origin: SecretOrigin) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt)
-        .map_err(|e| anyhow::anyhow!("cannot encode a salt: {e}"))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("cannot encode a salt: {e}"))?;
     let hash = argon2(origin)
         .hash_password(secret.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("cannot hash a device secret: {e}"))?;
@@ -346,12 +346,14 @@ mod tests {
     #[test]
     fn the_verifier_remembers_successes_only_for_the_same_hash() {
         let verifier = Verifier::default();
-        let hash = StoredSecret::new(hash_secret("s3cret-one", SecretOrigin::Chosen).expect("hash"));
+        let hash =
+            StoredSecret::new(hash_secret("s3cret-one", SecretOrigin::Chosen).expect("hash"));
         assert!(!verifier.verify(&hash, "nope"));
         assert!(verifier.verify(&hash, "s3cret-one"));
         assert!(verifier.verify(&hash, "s3cret-one"));
         assert!(!verifier.verify(&hash, "nope"));
-        let rotated = StoredSecret::new(hash_secret("s3cret-two", SecretOrigin::Generated).expect("hash"));
+        let rotated =
+            StoredSecret::new(hash_secret("s3cret-two", SecretOrigin::Generated).expect("hash"));
         assert!(!verifier.verify(&rotated, "s3cret-one"));
         assert!(verifier.verify(&rotated, "s3cret-two"));
     }
