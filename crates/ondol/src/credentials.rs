@@ -296,26 +296,34 @@ pub async fn follow_store(
             _ = tokio::time::sleep(every) => {}
         }
         let reader = store.clone();
+        let previous = std::mem::take(&mut last);
+        // The whole roster is loaded only when the credentials changed.
         let read = tokio::task::spawn_blocking(move || {
             let store = reader
                 .lock()
                 .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
             let mut rows = store.device_credentials()?;
             rows.sort_by(|a, b| a.id.cmp(&b.id));
-            anyhow::Ok((rows, store.load_roster()?))
+            if rows == previous {
+                return anyhow::Ok((rows, None));
+            }
+            let roster = store.load_roster()?;
+            anyhow::Ok((rows, Some(roster)))
         })
         .await;
         let (rows, roster) = match read {
             Ok(Ok(read)) => read,
             Ok(Err(error)) => {
+                // `last` is now empty: the next good read republishes all.
                 tracing::warn!(error = %error, "cannot re-read device credentials; keeping the current ones");
                 continue;
             }
             Err(_) => continue,
         };
-        if rows == last {
+        let Some(roster) = roster else {
+            last = rows;
             continue;
-        }
+        };
         gate.update(source.build(&roster, &rows));
         roster_updates.send_replace(Arc::new(RosterIndex::new(&roster)));
         tracing::info!(
