@@ -382,6 +382,122 @@ mod tests {
         }
     }
 
+    /// Connects `id` with `password` and reports the first event: a CONNACK
+    /// (`Some(connection)`) or a closed connection (`None`).
+    fn connect(
+        port: u16,
+        id: &str,
+        password: &str,
+    ) -> Option<(rumqttc::Client, rumqttc::Connection)> {
+        let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_credentials(id, password);
+        let (client, mut connection) = rumqttc::Client::new(options, 10);
+        match connection.iter().next() {
+            Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
+                Some((client, connection))
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs the connection until it closes; `true` if it did within 20 events.
+    fn closes(connection: &mut rumqttc::Connection) -> bool {
+        connection.iter().take(20).any(|event| event.is_err())
+    }
+
+    /// The broker asks the injected check, enforces topics on its own, and
+    /// follows access-list updates on live connections.
+    #[test]
+    fn the_gate_authenticates_authorizes_and_follows_updates() {
+        use crate::access::{DeviceAccess, StoredSecret};
+        let config = test_config();
+        let router = Router::start(&config);
+        let mut link = router
+            .subscribed_link("ingest", &["ondol/v1/devices/+/readings"])
+            .expect("subscribed");
+        let mut list = AccessList::default();
+        list.devices.insert(
+            "gw-1".into(),
+            DeviceAccess {
+                secret: Some(StoredSecret::new("hash-of-s1")),
+                revoked: false,
+            },
+        );
+        // The injected check: this crate never knows how secrets are hashed.
+        let gate = Gate::new(
+            list.clone(),
+            Arc::new(|stored: &StoredSecret, presented: &str| {
+                stored.expose() == format!("hash-of-{presented}")
+            }),
+        );
+        router.listen(gate.clone()).expect("listening");
+        let port = config.listen.port();
+
+        assert!(connect(port, "gw-1", "s2").is_none(), "wrong secret");
+        let (client, mut connection) = connect(port, "gw-1", "s1").expect("admitted");
+        client
+            .publish(
+                "ondol/v1/devices/gw-2/readings",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                b"forged".to_vec(),
+            )
+            .expect("queued");
+        assert!(closes(&mut connection), "publishing as gw-2 closes");
+        assert_eq!(gate.stats.snapshot().denied_publishes, 1);
+
+        let (client, mut connection) = connect(port, "gw-1", "s1").expect("admitted");
+        client
+            .publish(
+                "ondol/v1/devices/gw-1/readings",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                b"own".to_vec(),
+            )
+            .expect("queued");
+        let acked = connection.iter().take(20).any(|event| {
+            matches!(
+                event,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))
+            )
+        });
+        assert!(acked);
+        // Only the device's own publish reached the link, never the forged one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match link.rx.recv_deadline(deadline) {
+                Ok(Some(Notification::Forward(forward))) => {
+                    assert_eq!(&forward.publish.payload[..], b"own");
+                    break;
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    let _ = link.rx.ready();
+                }
+                Ok(_) => {}
+                Err(error) => panic!("no forward: {error}"),
+            }
+        }
+
+        // Revocation reaches the open connection at its next packet.
+        let mut revoked = list.clone();
+        if let Some(device) = revoked.devices.get_mut("gw-1") {
+            device.revoked = true;
+        }
+        gate.update(revoked);
+        client
+            .publish(
+                "ondol/v1/devices/gw-1/readings",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                b"late".to_vec(),
+            )
+            .expect("queued");
+        assert!(closes(&mut connection));
+        assert_eq!(gate.stats.snapshot().revoked_disconnects, 1);
+        assert!(connect(port, "gw-1", "s1").is_none(), "revoked");
+    }
+
     #[test]
     fn a_taken_port_is_a_clear_error() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
