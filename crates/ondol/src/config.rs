@@ -508,7 +508,8 @@ pub fn redacted(table: &toml::Table) -> toml::Table {
                 toml::Value::Table(inner) => toml::Value::Table(redacted(inner)),
                 toml::Value::String(_)
                     if SECRET_KEY_PARTS.iter().any(|p| key.contains(p))
-                        && !key.ends_with("_env") =>
+                        && !key.ends_with("_env")
+                        && !key.ends_with("_file") =>
                 {
                     toml::Value::String("<redacted>".into())
                 }
@@ -641,6 +642,16 @@ mod tests {
                 "timeseries.backend"
             ]
         );
+    }
+
+    #[test]
+    fn file_paths_are_not_secrets() {
+        let table: toml::Table = "[tls]\nkey_file = \"/etc/k.pem\"\nprivate_key = \"k\"\n"
+            .parse()
+            .expect("toml");
+        let out = toml::to_string(&redacted(&table)).expect("toml");
+        assert!(out.contains("/etc/k.pem"), "{out}");
+        assert!(!out.contains("\"k\""), "{out}");
     }
 
     #[test]
