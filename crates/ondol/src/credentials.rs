@@ -152,6 +152,18 @@ impl Verifier {
         ok
     }
 
+    /// Forgets successes for hashes no longer stored (rotated or revoked),
+    /// so the memory stays bounded by the number of devices.
+    pub fn forget_except(&self, current: &[DeviceCredentialRow]) {
+        let keep: std::collections::HashSet<&str> = current
+            .iter()
+            .filter_map(|r| r.credential_hash.as_deref())
+            .collect();
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.retain(|hash, _| keep.contains(hash.as_ref()));
+        }
+    }
+
     /// The broker's injected check.
     pub fn into_broker_check(self: Arc<Self>) -> VerifySecret {
         Arc::new(move |stored: &StoredSecret, secret: &str| self.verify(stored, secret))
@@ -273,6 +285,7 @@ pub fn import_roster_secrets(
 pub async fn follow_store(
     source: AccessSource,
     gate: Gate,
+    verifier: Arc<Verifier>,
     roster_updates: watch::Sender<Arc<RosterIndex>>,
     mut last: Vec<DeviceCredentialRow>,
     every: Duration,
@@ -325,6 +338,7 @@ pub async fn follow_store(
             continue;
         };
         gate.update(source.build(&roster, &rows));
+        verifier.forget_except(&rows);
         roster_updates.send_replace(Arc::new(RosterIndex::new(&roster)));
         tracing::info!(
             devices = rows.len(),
@@ -360,6 +374,8 @@ mod tests {
         assert!(verifier.verify(&hash, "s3cret-one"));
         assert!(verifier.verify(&hash, "s3cret-one"));
         assert!(!verifier.verify(&hash, "nope"));
+        verifier.forget_except(&[]);
+        assert!(verifier.verified.lock().expect("lock").is_empty());
         let rotated =
             StoredSecret::new(hash_secret("s3cret-two", SecretOrigin::Generated).expect("hash"));
         assert!(!verifier.verify(&rotated, "s3cret-one"));

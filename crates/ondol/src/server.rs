@@ -128,13 +128,15 @@ pub async fn run(
         let source = AccessSource::new(database.clone(), allow_anonymous, &roster, |var| {
             std::env::var(var).ok()
         });
+        let verifier = Arc::new(Verifier::default());
         let gate = ondol_broker::Gate::new(
             source.build(&roster, &credential_rows),
-            Arc::new(Verifier::default()).into_broker_check(),
+            verifier.clone().into_broker_check(),
         );
         tokio::spawn(credentials::follow_store(
             source,
             gate.clone(),
+            verifier,
             roster_updates.clone(),
             credential_rows.clone(),
             config.mqtt.access_reload_interval,
