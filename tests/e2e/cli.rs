@@ -85,3 +85,19 @@ fn config_print_shows_the_effective_configuration() {
     assert!(stdout.contains("listen = \"127.0.0.1:2883\""), "{stdout}");
     assert!(stdout.contains("[ingest]"));
 }
+
+#[test]
+fn the_production_example_turns_plain_tcp_off_and_needs_its_certificate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The example's certificate paths do not exist here: check says so.
+    let output = Command::new(binary())
+        .args(["config", "check", "--config", "config/production.toml"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("key \"mqtt.tls.cert_file\""), "{stderr}");
+    let text = std::fs::read_to_string(root.join("config/production.toml")).unwrap();
+    assert!(text.contains("tcp_enabled = false"));
+}

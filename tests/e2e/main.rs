@@ -6,4 +6,7 @@
 
 mod cli;
 mod ingest;
+mod security;
+mod storm;
 mod support;
+mod tls;

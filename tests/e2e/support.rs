@@ -115,7 +115,7 @@ impl TestServer {
         let mqtt_port = free_port();
         let config_path = dir.path().join("ondol.toml");
         let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
+            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
             data = dir.path().join("data"),
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -404,4 +404,188 @@ impl TestDevice {
 /// Epoch milliseconds `minutes_ago` before now: inside the accepted window.
 pub fn ms_ago(minutes_ago: i64) -> i64 {
     jiff::Timestamp::now().as_millisecond() - minutes_ago * 60_000
+}
+
+/// A server with device authentication on (no anonymous clients): its own
+/// roster, keys added to `[mqtt]`, other sections appended, and extra
+/// environment variables (device secrets, staff tokens). Ready when it has
+/// logged "ondol ready" (an anonymous MQTT probe would be refused).
+pub async fn start_secure(
+    roster_toml: &str,
+    mqtt_extra: &str,
+    extra_config: &str,
+    env: &[(&str, &str)],
+) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let roster = dir.path().join("registry.toml");
+    std::fs::write(&roster, roster_toml).expect("write roster");
+    let mqtt_port = free_port();
+    let config_path = dir.path().join("ondol.toml");
+    let config = format!(
+        "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\naccess_reload_interval = \"100ms\"\n{mqtt_extra}\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
+        data = dir.path().join("data"),
+    );
+    std::fs::write(&config_path, config).expect("write config");
+    let log = std::fs::File::create(dir.path().join("ondol.log")).expect("log file");
+    let child = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn ondol");
+    let mut server = TestServer {
+        dir,
+        mqtt_port,
+        config_path,
+        child: Some(child),
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while !server.log().contains("ondol ready") {
+        if let Some(status) = server
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
+            panic!(
+                "ondol exited during start-up with {status}:\n{}",
+                server.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ondol never became ready:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+/// What an MQTT client saw, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    ConnAck,
+    SubAck(Vec<rumqttc::SubscribeReasonCode>),
+    PubAck,
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// The connection ended (the broker closed it, or refused it before
+    /// any CONNACK); the client does not reconnect.
+    Closed,
+}
+
+/// An MQTT client that never reconnects, so a refusal or a forced
+/// disconnect shows as [`Seen::Closed`].
+pub struct Client {
+    pub client: AsyncClient,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Client {
+    /// Connects `client_id` with optional credentials (and Will).
+    pub fn connect(
+        port: u16,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+        will: Option<rumqttc::LastWill>,
+    ) -> Client {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_clean_session(true);
+        if let Some((user, password)) = login {
+            options.set_credentials(user, password);
+        }
+        if let Some(will) = will {
+            options.set_last_will(will);
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (tx, seen) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let event = match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Seen::ConnAck,
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => Seen::SubAck(ack.return_codes),
+                    Ok(Event::Incoming(Packet::PubAck(_))) => Seen::PubAck,
+                    Ok(Event::Incoming(Packet::Publish(p))) => Seen::Publish {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                    },
+                    Ok(_) => continue,
+                    Err(_) => {
+                        let _ = tx.send(Seen::Closed);
+                        return;
+                    }
+                };
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+        Client { client, seen, task }
+    }
+
+    /// The next thing seen, failing the test after [`PATIENCE`].
+    pub async fn next(&mut self) -> Seen {
+        tokio::time::timeout(PATIENCE, self.seen.recv())
+            .await
+            .expect("the MQTT client saw something in time")
+            .unwrap_or(Seen::Closed)
+    }
+
+    /// Waits until `want` is seen (skipping other events); panics if the
+    /// connection closes first (unless `want` is `Closed`).
+    pub async fn wait_for(&mut self, want: fn(&Seen) -> bool) -> Seen {
+        loop {
+            let seen = self.next().await;
+            if want(&seen) {
+                return seen;
+            }
+            assert!(seen != Seen::Closed, "the connection closed first");
+        }
+    }
+
+    /// Whether the broker admitted the client (CONNACK) or closed it.
+    pub async fn admitted(&mut self) -> bool {
+        match self.next().await {
+            Seen::ConnAck => true,
+            Seen::Closed => false,
+            other => panic!("expected CONNACK or close, saw {other:?}"),
+        }
+    }
+}
+
+/// Runs `ondol` with `args` and the server's config; returns (status, stdout, stderr).
+pub fn ondol_cli(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .arg("--config")
+        .arg(&server.config_path)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ondol");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+impl TestServer {
+    /// The running process's id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
 }

@@ -6,11 +6,21 @@
 //! nobody is subscribed to, so ingest must take its in-process link and
 //! subscribe *before* the first device can connect.
 //!
+//! Every remote connection passes a [`Gate`]: devices and staff apps
+//! authenticate at CONNECT and may use only their own topics (DESIGN §2);
+//! in-process links (ingest, receipts) bypass it and may read everything.
+//!
 //! - [`config`]: the `[mqtt]` section of the config file.
+//! - [`access`]: who may connect and what each identity may do (pure rules).
+//! - [`guard`]: the rules applied to every packet inside rumqttd.
+//! - [`tls`]: our own TLS listener in front of rumqttd's plain one.
 //! - [`Router`]: the running router; hands out [`LocalLink`]s.
 //! - [`Listener`]: the running device listener.
 
+pub mod access;
 pub mod config;
+pub mod guard;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -18,10 +28,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::protocol::v4::V4;
 use rumqttd::{ConnectionSettings, LinkType, Notification, RouterConfig, Server, ServerSettings};
 
-pub use config::BrokerConfig;
+pub use access::{AccessList, Gate};
+pub use config::{BrokerConfig, TlsConfig};
+use guard::Guarded;
 
 /// Why the embedded broker could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +66,7 @@ pub struct Router {
     // rumqttd does not export the type of the router's sender, so the
     // operations that need it are kept as closures.
     new_link: Arc<LinkFactory>,
-    start_server: Arc<dyn Fn(ServerSettings) -> thread::Result<()> + Send + Sync>,
+    start_server: Arc<dyn Fn(ServerSettings, Gate) -> thread::Result<()> + Send + Sync>,
 }
 
 impl std::fmt::Debug for Router {
@@ -92,7 +103,7 @@ impl Router {
                 .map_err(|e| e.to_string())?;
             Ok((tx, rx))
         });
-        let start_server = Arc::new(move |settings: ServerSettings| {
+        let start_server = Arc::new(move |settings: ServerSettings, gate: Gate| {
             let router_tx = router_tx.clone();
             let name = settings.name.clone();
             thread::Builder::new()
@@ -108,7 +119,7 @@ impl Router {
                             return;
                         }
                     };
-                    let mut server = Server::new(settings, router_tx, V4);
+                    let mut server = Server::new(settings, router_tx, Guarded::new(gate));
                     if let Err(error) = runtime.block_on(server.start(LinkType::Remote)) {
                         tracing::error!(listener = %name, error = %error, "MQTT listener stopped");
                     }
@@ -186,17 +197,33 @@ impl Router {
         }
     }
 
-    /// Starts accepting devices on `mqtt.listen` and waits until the port
-    /// answers. Call it after ingest has subscribed.
-    pub fn listen(&self) -> Result<Listener, BrokerError> {
-        let addr = self.config.listen;
+    /// Starts accepting devices on `mqtt.listen` (or, with plain TCP off,
+    /// on a loopback port only the TLS listener uses) and waits until the
+    /// port answers. Every connection passes `gate`. Call it after ingest
+    /// has subscribed.
+    pub fn listen(&self, gate: Gate) -> Result<Listener, BrokerError> {
+        let addr = if self.config.tcp_enabled {
+            self.config.listen
+        } else {
+            free_loopback_port().map_err(|source| BrokerError::Bind {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                source,
+            })?
+        };
         // rumqttd binds inside its own thread and only logs a failure there;
         // binding once here turns "port in use" into a clear start-up error.
         drop(
             std::net::TcpListener::bind(addr)
                 .map_err(|source| BrokerError::Bind { addr, source })?,
         );
-        (self.start_server)(server_settings(&self.config))
+        let mut settings = server_settings(&self.config, addr);
+        if !gate.allows_anonymous() {
+            let parallelism = thread::available_parallelism().map_or(2, |n| n.get());
+            settings
+                .connections
+                .set_auth_handler(guard::auth_handler(gate.clone(), parallelism));
+        }
+        (self.start_server)(settings, gate)
             .map_err(|_| BrokerError::Thread(std::io::Error::other("spawn failed")))?;
         let probe_addr = loopback_for(addr);
         let waited = Duration::from_secs(10);
@@ -216,6 +243,13 @@ impl Router {
 #[derive(Debug, Clone, Copy)]
 pub struct Listener {
     pub addr: SocketAddr,
+}
+
+impl Listener {
+    /// Where this machine reaches the listener (the TLS listener relays here).
+    pub fn loopback(&self) -> SocketAddr {
+        loopback_for(self.addr)
+    }
 }
 
 /// Where to reach a listener bound to `addr` from this machine.
@@ -270,10 +304,15 @@ fn ondol_segment(bytes: usize, count: usize) -> rumqttd::SegmentConfig {
     }
 }
 
-fn server_settings(config: &BrokerConfig) -> ServerSettings {
+/// A loopback address with a port free right now.
+fn free_loopback_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+fn server_settings(config: &BrokerConfig, listen: SocketAddr) -> ServerSettings {
     ServerSettings {
         name: "devices".into(),
-        listen: config.listen,
+        listen,
         tls: None,
         next_connection_delay_ms: 0,
         connections: ConnectionSettings {
@@ -291,6 +330,14 @@ fn server_settings(config: &BrokerConfig) -> ServerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn anonymous_gate() -> Gate {
+        let list = AccessList {
+            allow_anonymous: true,
+            ..AccessList::default()
+        };
+        Gate::new(list, Arc::new(|_, _| false))
+    }
 
     fn test_config() -> BrokerConfig {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -314,7 +361,7 @@ mod tests {
         let mut link = router
             .subscribed_link("ingest", &["ondol/v1/devices/+/readings"])
             .expect("subscribed");
-        let listener = router.listen().expect("listening");
+        let listener = router.listen(anonymous_gate()).expect("listening");
         assert_eq!(listener.addr, config.listen);
         assert!(router.probe(Duration::from_secs(5)));
 
@@ -358,6 +405,122 @@ mod tests {
         }
     }
 
+    /// Connects `id` with `password` and reports the first event: a CONNACK
+    /// (`Some(connection)`) or a closed connection (`None`).
+    fn connect(
+        port: u16,
+        id: &str,
+        password: &str,
+    ) -> Option<(rumqttc::Client, rumqttc::Connection)> {
+        let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_credentials(id, password);
+        let (client, mut connection) = rumqttc::Client::new(options, 10);
+        match connection.iter().next() {
+            Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
+                Some((client, connection))
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs the connection until it closes; `true` if it did within 20 events.
+    fn closes(connection: &mut rumqttc::Connection) -> bool {
+        connection.iter().take(20).any(|event| event.is_err())
+    }
+
+    /// The broker asks the injected check, enforces topics on its own, and
+    /// follows access-list updates on live connections.
+    #[test]
+    fn the_gate_authenticates_authorizes_and_follows_updates() {
+        use crate::access::{DeviceAccess, StoredSecret};
+        let config = test_config();
+        let router = Router::start(&config);
+        let mut link = router
+            .subscribed_link("ingest", &["ondol/v1/devices/+/readings"])
+            .expect("subscribed");
+        let mut list = AccessList::default();
+        list.devices.insert(
+            "gw-1".into(),
+            DeviceAccess {
+                secret: Some(StoredSecret::new("hash-of-s1")),
+                revoked: false,
+            },
+        );
+        // The injected check: this crate never knows how secrets are hashed.
+        let gate = Gate::new(
+            list.clone(),
+            Arc::new(|stored: &StoredSecret, presented: &str| {
+                stored.expose() == format!("hash-of-{presented}")
+            }),
+        );
+        router.listen(gate.clone()).expect("listening");
+        let port = config.listen.port();
+
+        assert!(connect(port, "gw-1", "s2").is_none(), "wrong secret");
+        let (client, mut connection) = connect(port, "gw-1", "s1").expect("admitted");
+        client
+            .publish(
+                "ondol/v1/devices/gw-2/readings",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                b"forged".to_vec(),
+            )
+            .expect("queued");
+        assert!(closes(&mut connection), "publishing as gw-2 closes");
+        assert_eq!(gate.stats.snapshot().denied_publishes, 1);
+
+        let (client, mut connection) = connect(port, "gw-1", "s1").expect("admitted");
+        client
+            .publish(
+                "ondol/v1/devices/gw-1/readings",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                b"own".to_vec(),
+            )
+            .expect("queued");
+        let acked = connection.iter().take(20).any(|event| {
+            matches!(
+                event,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))
+            )
+        });
+        assert!(acked);
+        // Only the device's own publish reached the link, never the forged one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match link.rx.recv_deadline(deadline) {
+                Ok(Some(Notification::Forward(forward))) => {
+                    assert_eq!(&forward.publish.payload[..], b"own");
+                    break;
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    let _ = link.rx.ready();
+                }
+                Ok(_) => {}
+                Err(error) => panic!("no forward: {error}"),
+            }
+        }
+
+        // Revocation reaches the open connection at its next packet.
+        let mut revoked = list.clone();
+        if let Some(device) = revoked.devices.get_mut("gw-1") {
+            device.revoked = true;
+        }
+        gate.update(revoked);
+        client
+            .publish(
+                "ondol/v1/devices/gw-1/readings",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                b"late".to_vec(),
+            )
+            .expect("queued");
+        assert!(closes(&mut connection));
+        assert_eq!(gate.stats.snapshot().revoked_disconnects, 1);
+        assert!(connect(port, "gw-1", "s1").is_none(), "revoked");
+    }
+
     #[test]
     fn a_taken_port_is_a_clear_error() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -366,7 +529,7 @@ mod tests {
             ..test_config()
         };
         let router = Router::start(&config);
-        match router.listen() {
+        match router.listen(anonymous_gate()) {
             Err(BrokerError::Bind { addr, .. }) => assert_eq!(addr, config.listen),
             other => panic!("expected a bind error, got {other:?}"),
         }

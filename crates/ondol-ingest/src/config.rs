@@ -32,6 +32,12 @@ pub struct IngestConfig {
     /// Readings older than this are `timestamp_too_old`.
     #[serde(with = "ondol_model::serde_duration")]
     pub max_age: Duration,
+    /// Reading messages one device may send per minute, sustained; more are
+    /// refused with `rate_limited` (a token bucket per device).
+    pub device_max_messages_per_minute: f64,
+    /// Messages one device may send at once after a quiet spell (its
+    /// backlog after a reconnect).
+    pub device_max_burst_messages: f64,
     /// How often the worker logs its counters.
     #[serde(with = "ondol_model::serde_duration")]
     pub stats_interval: Duration,
@@ -49,6 +55,8 @@ impl Default for IngestConfig {
             max_readings_per_message: 500,
             max_future_skew: Duration::from_secs(5 * 60),
             max_age: Duration::from_secs(30 * 24 * 3600),
+            device_max_messages_per_minute: 600.0,
+            device_max_burst_messages: 600.0,
             stats_interval: Duration::from_secs(60),
         }
     }
@@ -67,11 +75,30 @@ impl IngestConfig {
         }
     }
 
+    /// The per-device rate limit from this config.
+    pub fn rate_limit(&self) -> crate::rate_limit::RateLimit {
+        crate::rate_limit::RateLimit {
+            per_minute: self.device_max_messages_per_minute,
+            burst: self.device_max_burst_messages,
+        }
+    }
+
     /// Every problem with this config, as `(key, message)` pairs.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         if self.queue_capacity == 0 {
             problems.push(("queue_capacity", "must be at least 1".to_owned()));
+        }
+        if !(self.device_max_messages_per_minute.is_finite()
+            && self.device_max_messages_per_minute > 0.0)
+        {
+            problems.push((
+                "device_max_messages_per_minute",
+                "must be a number above 0".to_owned(),
+            ));
+        }
+        if !(self.device_max_burst_messages.is_finite() && self.device_max_burst_messages >= 1.0) {
+            problems.push(("device_max_burst_messages", "must be at least 1".to_owned()));
         }
         if self.batch_max_readings == 0 {
             problems.push(("batch_max_readings", "must be at least 1".to_owned()));

@@ -11,6 +11,7 @@ use ondol_model::wire::{self, DecodeLimits, DeviceTopic, TopicError};
 use ondol_model::{DeviceId, ReadingType, ReasonCode, Rejection};
 use ondol_store::{NewReading, NewRejection, StatusUpdate};
 
+use crate::rate_limit::{RateLimit, RateLimiter};
 use crate::roster_index::RosterIndex;
 
 /// At most this much of a refused payload is kept, to help a device maker
@@ -65,6 +66,7 @@ pub struct ReceiptPlan {
 pub struct Judge {
     limits: DecodeLimits,
     last_power: HashMap<(DeviceId, Option<String>), f64>,
+    limiter: Option<RateLimiter>,
 }
 
 impl Judge {
@@ -72,7 +74,14 @@ impl Judge {
         Self {
             limits,
             last_power: HashMap::new(),
+            limiter: None,
         }
+    }
+
+    /// Limits each device's reading messages (see [`crate::rate_limit`]).
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.limiter = Some(RateLimiter::new(limit));
+        self
     }
 
     pub fn judge(&mut self, inbound: &Inbound, roster: &RosterIndex) -> Verdict {
@@ -145,6 +154,29 @@ impl Judge {
         let Some(device) = device else {
             return Verdict::default();
         };
+        if let Some(limiter) = &mut self.limiter
+            && !limiter.allow(&device_id, inbound.received_at)
+        {
+            // Counted, answered on the receipt, not stored: a flood must not
+            // turn into a flood of rejection rows.
+            let rejection = Rejection::new(
+                ReasonCode::RateLimited,
+                format!(
+                    "device {device_id} sent more than {} messages a minute; resend later, unchanged",
+                    limiter.limit().per_minute
+                ),
+            );
+            let items = message
+                .items
+                .iter()
+                .map(|_| ItemVerdict::Rejected(rejection.clone()))
+                .collect();
+            return Verdict {
+                receipt,
+                items,
+                ..Verdict::default()
+            };
+        }
 
         let mut verdict = Verdict {
             receipt,
@@ -396,6 +428,42 @@ mod tests {
     fn judge(topic: &str, payload: &str) -> Verdict {
         Judge::new(DecodeLimits::default())
             .judge(&inbound(topic, payload, "2026-11-27T12:00:00Z"), &roster())
+    }
+
+    #[test]
+    fn a_device_over_its_rate_gets_rate_limited_on_every_reading() {
+        let mut judge = Judge::new(DecodeLimits::default()).with_rate_limit(RateLimit {
+            per_minute: 60.0,
+            burst: 2.0,
+        });
+        let roster = roster();
+        let message = r#"{"msg_id":"m","readings":[{"type":"heart_rate","value":70,"ts":"2026-11-27T11:59:00Z"},{"type":"spo2","value":97,"ts":"2026-11-27T11:59:00Z"}]}"#;
+        let at = |t: &str| inbound("ondol/v1/devices/gw-1/readings", message, t);
+        for _ in 0..2 {
+            let verdict = judge.judge(&at("2026-11-27T12:00:00Z"), &roster);
+            assert_eq!(verdict.readings.len(), 2);
+        }
+        let limited = judge.judge(&at("2026-11-27T12:00:00Z"), &roster);
+        assert!(limited.readings.is_empty());
+        assert!(limited.rejections.is_empty(), "not stored");
+        assert_eq!(limited.items.len(), 2);
+        assert!(limited.items.iter().all(|item| matches!(
+            item,
+            ItemVerdict::Rejected(r) if r.reason == ReasonCode::RateLimited
+        )));
+        assert!(limited.receipt.is_some());
+        // Another device is not affected; a second later gw-1 may send again.
+        let other = judge.judge(
+            &inbound(
+                "ondol/v1/devices/mv-2/readings",
+                message,
+                "2026-11-27T12:00:00Z",
+            ),
+            &roster,
+        );
+        assert_eq!(other.readings.len(), 2);
+        let later = judge.judge(&at("2026-11-27T12:00:01Z"), &roster);
+        assert_eq!(later.readings.len(), 2);
     }
 
     #[test]

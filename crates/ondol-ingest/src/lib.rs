@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod judge;
+pub mod rate_limit;
 pub mod roster_index;
 pub mod source;
 pub mod telemetry;

@@ -49,7 +49,7 @@ pub(crate) async fn process(
     roster: watch::Receiver<Arc<RosterIndex>>,
     stats: Arc<IngestStats>,
 ) {
-    let mut judge = Judge::new(config.decode_limits());
+    let mut judge = Judge::new(config.decode_limits()).with_rate_limit(config.rate_limit());
     let mut pending = PendingBatch::default();
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {

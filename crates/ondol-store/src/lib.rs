@@ -14,6 +14,7 @@
 //! - [`query`]: read helpers and their row types.
 //! - [`roster_file`]: parsing and checking the roster TOML file.
 //! - `roster_db`: the roster tables (import rules are documented there).
+//! - `credentials`: device credential hashes, revocation, provisioning.
 //! - `schema`: the migrations; [`SCHEMA_VERSION`] is the newest this code knows.
 //!
 //! Durability: `synchronous = FULL`, so a batch whose commit returned `Ok`
@@ -21,6 +22,7 @@
 //! receipt only after that.
 
 pub mod batch;
+mod credentials;
 mod error;
 pub mod query;
 mod roster_db;
@@ -39,6 +41,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use ondol_model::roster::Roster;
 
 pub use batch::{Batch, BatchOutcome, NewReading, NewRejection, StatusUpdate};
+pub use credentials::{AddDevice, DeviceCredentialRow};
 pub use error::StoreError;
 pub use query::{
     DeviceStateRow, ResidentActivityRow, ResidentDayRow, StoredReading, StoredRejection,

@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DEVICE_CREDENTIALS];
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -194,6 +194,16 @@ CREATE TABLE resident_day_readings (
     count        INTEGER NOT NULL,
     PRIMARY KEY (resident_id, local_date, reading_type)
 ) WITHOUT ROWID;
+"#;
+
+const V2_DEVICE_CREDENTIALS: &str = r#"
+-- Device identity (issue 3). `credential_hash` (from V1) is an Argon2id PHC
+-- string set by `ondol device add|rotate-secret` or a roster `secret_env`
+-- import; the secret itself is never stored. A revoked device has
+-- `revoked_ms` set and no hash: it can connect again only after a new
+-- secret is issued.
+ALTER TABLE devices ADD COLUMN revoked_ms INTEGER;
+ALTER TABLE devices ADD COLUMN credential_changed_ms INTEGER;
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::simulate::SimulateArgs;
-use crate::{logging, roster, server, simulate};
+use crate::{device_cli, logging, roster, server, simulate};
 
 /// Ondol: remote health and safety checks for seniors who live alone.
 ///
@@ -31,6 +31,9 @@ enum Command {
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Add devices, rotate their secrets, revoke them.
+    #[command(subcommand)]
+    Device(device_cli::DeviceCommand),
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +82,15 @@ pub fn main() -> ExitCode {
             };
             logging::init(&config.log);
             run_async(|shutdown| simulate::run(config, args, shutdown))
+        }
+        Command::Device(command) => {
+            let args = ConfigArgs {
+                config: command.config_file().map(Into::into),
+            };
+            let Some(config) = load(&args) else {
+                return ExitCode::from(2);
+            };
+            device_cli::run(command, &config)
         }
         Command::Config(ConfigCommand::Check(args)) => check(&args),
         Command::Config(ConfigCommand::Print(args)) => {

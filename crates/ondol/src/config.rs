@@ -299,6 +299,34 @@ impl Config {
                     .into(),
             );
         }
+        if !self.mqtt.tcp_enabled && !self.mqtt.tls.enabled {
+            problem(
+                "mqtt.tcp_enabled",
+                "is false and mqtt.tls.enabled is false too: devices could not connect; enable one of them".into(),
+            );
+        }
+        if self.mqtt.tls.enabled {
+            for (key, path) in [
+                ("mqtt.tls.cert_file", &self.mqtt.tls.cert_file),
+                ("mqtt.tls.key_file", &self.mqtt.tls.key_file),
+            ] {
+                if !path.is_file() {
+                    problem(key, format!("{} is not a readable file", path.display()));
+                }
+            }
+            if self.mqtt.tcp_enabled && self.mqtt.tls.listen == self.mqtt.listen {
+                problem(
+                    "mqtt.tls.listen",
+                    "is the same address as mqtt.listen; give TLS its own port".into(),
+                );
+            }
+        }
+        if self.mqtt.access_reload_interval.is_zero() {
+            problem(
+                "mqtt.access_reload_interval",
+                "must be longer than 0s".into(),
+            );
+        }
         if self.timeseries.backend == TimeseriesBackend::Influxdb {
             problem(
                 "timeseries.backend",
@@ -486,7 +514,8 @@ pub fn redacted(table: &toml::Table) -> toml::Table {
                 toml::Value::Table(inner) => toml::Value::Table(redacted(inner)),
                 toml::Value::String(_)
                     if SECRET_KEY_PARTS.iter().any(|p| key.contains(p))
-                        && !key.ends_with("_env") =>
+                        && !key.ends_with("_env")
+                        && !key.ends_with("_file") =>
                 {
                     toml::Value::String("<redacted>".into())
                 }
@@ -517,11 +546,37 @@ mod tests {
         assert_eq!(config.ingest.max_age, ingest.max_age);
         assert_eq!(config.ingest.max_future_skew, ingest.max_future_skew);
         assert_eq!(config.ingest.queue_capacity, ingest.queue_capacity);
+        assert_eq!(
+            config.ingest.device_max_messages_per_minute,
+            ingest.device_max_messages_per_minute
+        );
+        assert_eq!(
+            config.ingest.device_max_burst_messages,
+            ingest.device_max_burst_messages
+        );
         let mqtt = BrokerConfig::default();
         assert_eq!(config.mqtt.listen, mqtt.listen);
         assert_eq!(config.mqtt.max_packet_bytes, mqtt.max_packet_bytes);
         assert_eq!(config.mqtt.connection_timeout, mqtt.connection_timeout);
         assert_eq!(config.mqtt.max_buffered_bytes, mqtt.max_buffered_bytes);
+        assert_eq!(config.mqtt.tcp_enabled, mqtt.tcp_enabled);
+        assert_eq!(config.mqtt.allow_anonymous, mqtt.allow_anonymous);
+        assert_eq!(
+            config.mqtt.access_reload_interval,
+            mqtt.access_reload_interval
+        );
+        assert_eq!(config.mqtt.tls.enabled, mqtt.tls.enabled);
+        assert_eq!(config.mqtt.tls.listen, mqtt.tls.listen);
+        assert_eq!(config.mqtt.tls.cert_file, mqtt.tls.cert_file);
+        assert_eq!(config.mqtt.tls.key_file, mqtt.tls.key_file);
+        assert_eq!(
+            config.mqtt.tls.handshake_timeout,
+            mqtt.tls.handshake_timeout
+        );
+        assert_eq!(
+            config.mqtt.tls.reload_check_interval,
+            mqtt.tls.reload_check_interval
+        );
         assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
     }
 
@@ -593,6 +648,16 @@ mod tests {
                 "timeseries.backend"
             ]
         );
+    }
+
+    #[test]
+    fn file_paths_are_not_secrets() {
+        let table: toml::Table = "[tls]\nkey_file = \"/etc/k.pem\"\nprivate_key = \"k\"\n"
+            .parse()
+            .expect("toml");
+        let out = toml::to_string(&redacted(&table)).expect("toml");
+        assert!(out.contains("/etc/k.pem"), "{out}");
+        assert!(!out.contains("\"k\""), "{out}");
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! - [`server`]: `ondol run`: start-up and ordered shutdown.
 //! - [`simulate`]: `ondol simulate` and the `--demo` fleet.
 //! - [`logging`]: tracing setup.
+//! - [`credentials`]: device secrets (Argon2id) and the broker's access list.
+//! - [`device_cli`]: `ondol device add|rotate-secret|revoke`.
 
 pub mod cli;
 pub mod config;
+pub mod credentials;
+pub mod device_cli;
 pub mod logging;
 pub mod roster;
 pub mod server;

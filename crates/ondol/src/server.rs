@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::credentials::{self, AccessSource, Verifier};
 use crate::roster;
 use crate::simulate;
 
@@ -62,6 +63,10 @@ pub async fn run(
         roster::read(&config.registry.file)?
     };
     let roster = roster::import(&mut store, &file_roster)?;
+    credentials::import_roster_secrets(&mut store, &file_roster, |var| std::env::var(var).ok())?;
+    let credential_rows = store
+        .device_credentials()
+        .context("cannot read device credentials")?;
     tracing::info!(
         residents = roster.residents.len(),
         devices = roster.devices.len(),
@@ -70,7 +75,7 @@ pub async fn run(
     );
     // The sender stays alive for the whole run; later issues publish roster
     // changes through it.
-    let (_roster_updates, roster_index) = watch::channel(Arc::new(RosterIndex::new(&roster)));
+    let (roster_updates, roster_index) = watch::channel(Arc::new(RosterIndex::new(&roster)));
     let stats = Arc::new(IngestStats::default());
 
     let (link, router) = match &config.ingest.broker {
@@ -112,15 +117,40 @@ pub async fn run(
     ));
 
     let mut device_port = None;
+    let mut tls_front = None;
     if let Some(router) = &router {
+        let allow_anonymous = config.mqtt.allow_anonymous || options.demo;
+        if allow_anonymous {
+            tracing::warn!(
+                "ANONYMOUS MQTT CONNECTIONS ARE ALLOWED (demo mode or mqtt.allow_anonymous): any client can speak as any device by choosing its client id. Never run this way with real residents."
+            );
+        }
+        let source = AccessSource::new(database.clone(), allow_anonymous, &roster, |var| {
+            std::env::var(var).ok()
+        });
+        let verifier = Arc::new(Verifier::default());
+        let gate = ondol_broker::Gate::new(
+            source.build(&roster, &credential_rows),
+            verifier.clone().into_broker_check(),
+        );
+        tokio::spawn(credentials::follow_store(
+            source,
+            gate.clone(),
+            verifier,
+            roster_updates.clone(),
+            credential_rows.clone(),
+            config.mqtt.access_reload_interval,
+            shutdown.clone(),
+        ));
         let listener = tokio::task::spawn_blocking({
             let router = router.clone();
-            move || router.listen()
+            move || router.listen(gate)
         })
         .await?
         .context("cannot start the embedded MQTT broker (key mqtt.listen)")?;
         device_port = Some(listener.addr.port());
         tokio::spawn(watch_router(router.clone(), shutdown.clone()));
+        tls_front = start_tls(&config, listener.loopback(), shutdown.clone()).await?;
     }
 
     let fleet_shutdown = CancellationToken::new();
@@ -143,6 +173,7 @@ pub async fn run(
 
     tracing::info!(
         mqtt = %config.mqtt.listen,
+        mqtt_tls = ?tls_front.as_ref().map(|front| front.addr),
         broker = %config.ingest.broker,
         data_dir = %data_dir.display(),
         "ondol ready"
@@ -184,6 +215,44 @@ pub async fn run(
             stats.snapshot()
         )),
     }
+}
+
+/// Starts the TLS listener when `mqtt.tls.enabled`, reloading its
+/// certificate on SIGHUP.
+async fn start_tls(
+    config: &Config,
+    upstream: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<Arc<ondol_broker::tls::TlsFront>>> {
+    if !config.mqtt.tls.enabled {
+        return Ok(None);
+    }
+    let front = Arc::new(
+        ondol_broker::tls::TlsFront::start(&config.mqtt.tls, upstream)
+            .await
+            .context("cannot start the MQTT TLS listener")?,
+    );
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hangup) = signal(SignalKind::hangup()) {
+            let front = front.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        received = hangup.recv() => if received.is_none() { return },
+                    }
+                    if let Err(error) = front.reload() {
+                        tracing::error!(error = %error, "SIGHUP: cannot reload the TLS certificate; keeping the previous one");
+                    }
+                }
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = shutdown;
+    Ok(Some(front))
 }
 
 /// rumqttd's router thread can die silently, after which every connection

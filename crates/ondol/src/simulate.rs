@@ -66,13 +66,20 @@ pub async fn run(
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
         .with_context(|| format!("--broker {:?} is not HOST:PORT", args.broker))?;
-    let homes = if args.synthetic {
-        ondol_sim::synthetic_homes(homes_wanted.max(1), sim_defaults.seed)
+    let (homes, passwords) = if args.synthetic {
+        (
+            ondol_sim::synthetic_homes(homes_wanted.max(1), sim_defaults.seed),
+            Default::default(),
+        )
     } else {
         let roster = roster::read(&config.registry.file)?;
-        pick_homes(&roster, homes_wanted)?
+        (
+            pick_homes(&roster, homes_wanted)?,
+            device_passwords(&roster, |var| std::env::var(var).ok()),
+        )
     };
     let mut sim = sim_config(sim_defaults, homes, host, port);
+    sim.device_passwords = passwords;
     if let Some(speed) = args.speed {
         anyhow::ensure!(speed >= 1.0, "--speed must be at least 1");
         sim.speed = speed;
@@ -113,6 +120,22 @@ pub fn demo_config(
 ) -> anyhow::Result<SimConfig> {
     let homes = pick_homes(roster, defaults.homes)?;
     Ok(sim_config(defaults, homes, "127.0.0.1".into(), port))
+}
+
+/// Device secrets from the variables the roster names (`secret_env`), so a
+/// simulated fleet can authenticate like the real devices.
+fn device_passwords(
+    roster: &Roster,
+    env: impl Fn(&str) -> Option<String>,
+) -> std::collections::HashMap<ondol_model::DeviceId, ondol_sim::DevicePassword> {
+    roster
+        .devices
+        .iter()
+        .filter_map(|d| {
+            let secret = env(d.secret_env.as_deref()?)?;
+            Some((d.id.clone(), ondol_sim::DevicePassword::new(secret)))
+        })
+        .collect()
 }
 
 fn pick_homes(roster: &Roster, wanted: usize) -> anyhow::Result<Vec<SimHome>> {
