@@ -29,7 +29,7 @@ use ondol_model::alert::{AlertStatus, Outcome, Rule, Severity};
 use ondol_model::reading::{CheckinValue, ReadingValue};
 use ondol_model::roster::{Resident, StaffRole};
 use ondol_model::{Clock, DeviceId, ResidentId, StaffId};
-use ondol_store::alerts::{AlertRow, AlertUpdate, NewAlert, NewNotification, Raised, SYSTEM_ACTOR};
+use ondol_store::alerts::{AlertRow, AlertUpdate, NewAlert, Raised, SYSTEM_ACTOR};
 use ondol_store::{NewReading, StatusUpdate, Store};
 
 use crate::config::AlertingConfig;
