@@ -46,10 +46,20 @@ pub struct Harness {
     pub roster: Roster,
     /// A second connection, for committing readings and reading alerts.
     pub db: Store,
+    pub webhook: bool,
 }
 
 impl Harness {
     pub fn new(roster_toml: &str, start: &str, config: AlertingConfig) -> Harness {
+        Self::build(roster_toml, start, config, false)
+    }
+
+    /// Like [`new`](Self::new), with webhook notifications queued too.
+    pub fn with_webhook(roster_toml: &str, start: &str, config: AlertingConfig) -> Harness {
+        Self::build(roster_toml, start, config, true)
+    }
+
+    fn build(roster_toml: &str, start: &str, config: AlertingConfig, webhook: bool) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("ondol.db");
         let roster = parse_roster(roster_toml, "test roster").expect("valid roster");
@@ -63,6 +73,7 @@ impl Harness {
             engine: None,
             roster,
             db,
+            webhook,
         };
         harness.start();
         harness
@@ -80,7 +91,7 @@ impl Harness {
             store,
             self.config.clone(),
             Arc::new(self.clock.clone()),
-            false,
+            self.webhook,
             Arc::new(Notify::new()),
         )
         .expect("engine starts");
