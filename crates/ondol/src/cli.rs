@@ -31,6 +31,8 @@ enum Command {
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Work alerts: list, acknowledge, resolve.
+    Alerts(crate::alerts_cli::AlertsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +83,7 @@ pub fn main() -> ExitCode {
             run_async(|shutdown| simulate::run(config, args, shutdown))
         }
         Command::Config(ConfigCommand::Check(args)) => check(&args),
+        Command::Alerts(args) => crate::alerts_cli::main(args),
         Command::Config(ConfigCommand::Print(args)) => {
             let Some(config) = load(&args) else {
                 return ExitCode::from(2);

@@ -1,6 +1,8 @@
 //! The `ondol` binary: the only composition root. It reads the config file,
 //! environment and command line, and wires the crates together.
 //!
+//! - [`alerting`]: alerting's tasks and the bridge from ingest.
+//! - [`alerts_cli`]: `ondol alerts list|ack|resolve`.
 //! - [`cli`]: commands and their `--help`.
 //! - [`config`]: layered configuration and its validation.
 //! - [`roster`]: loading the roster file into the store.
@@ -8,6 +10,8 @@
 //! - [`simulate`]: `ondol simulate` and the `--demo` fleet.
 //! - [`logging`]: tracing setup.
 
+pub mod alerting;
+pub mod alerts_cli;
 pub mod cli;
 pub mod config;
 pub mod logging;
