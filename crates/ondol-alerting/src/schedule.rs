@@ -87,8 +87,9 @@ pub fn checkin_window(resident: &Resident, date: Date) -> Option<(Timestamp, Tim
 }
 
 /// The next check-in deadline to watch: the first enrolled day after
-/// `evaluated` whose window starts no earlier than `since` (a resident
-/// enrolled in the middle of a window is first expected the next day).
+/// `evaluated` whose deadline is after `since` (a resident first watched in
+/// the middle of a window is expected that same day: the window is still
+/// open for a check-in).
 /// Days the resident is away are still returned: the engine skips them
 /// when their deadline comes, so an away period added later is honoured.
 pub fn next_checkin(
@@ -106,14 +107,14 @@ pub fn next_checkin(
     {
         date = date.max(next);
     }
-    // A window that starts before `since` is skipped; a few days of
+    // A window that ended before `since` is skipped; a few days of
     // look-ahead always find the next one.
     for _ in 0..8 {
         if resident.enrolled_until.is_some_and(|until| date > until) {
             return None;
         }
-        if let Some((start, end)) = checkin_window(resident, date)
-            && start >= since
+        if let Some((_, end)) = checkin_window(resident, date)
+            && end > since
         {
             return Some((date, end));
         }
@@ -155,10 +156,13 @@ mod tests {
         let r = resident("Asia/Seoul", (6, 9));
         let since: Timestamp = "2026-11-26T00:00:00Z".parse().expect("ts");
         let (day, deadline) = next_checkin(&r, since, None).expect("deadline");
-        // 09:00 on 26 Nov in Seoul had begun (06:00 KST = 21:00Z the day before),
-        // so the first whole window is the 27th's.
+        // 09:00 on 26 Nov in Seoul: the 26th's window is still open until
+        // 09:30 KST = 00:30Z, so that is the first deadline.
+        assert_eq!(day, date(2026, 11, 26));
+        assert_eq!(deadline.to_string(), "2026-11-26T00:30:00Z");
+        // From 09:30 KST on, the 27th's.
+        let (day, _) = next_checkin(&r, deadline, None).expect("deadline");
         assert_eq!(day, date(2026, 11, 27));
-        assert_eq!(deadline.to_string(), "2026-11-27T00:30:00Z");
     }
 
     #[test]

@@ -450,9 +450,9 @@ impl Store {
         Ok(Raised::New(row))
     }
 
-    /// Applies an update by alerting to an alert that is not resolved, with
-    /// the notifications `notify` makes for the updated alert. `None` when
-    /// the alert is resolved or unknown (nothing changed).
+    /// Applies an update by alerting to an alert that is not resolved (an
+    /// escalation: that is still open), with the notifications `notify`
+    /// makes for the updated alert. `None` when nothing changed.
     pub fn update_alert(
         &mut self,
         id: i64,
@@ -461,7 +461,15 @@ impl Store {
         notify: impl FnOnce(&AlertRow) -> Vec<NewNotification>,
     ) -> Result<Option<AlertRow>, StoreError> {
         let tx = self.immediate("starting an alert update")?;
-        let Some(current) = alert_where(&tx, "id = ?1 AND status <> 'resolved'", [id])? else {
+        // An escalation applies only while nobody has acknowledged: checked
+        // in the same transaction as the update, so an acknowledgement from
+        // another process in between wins.
+        let condition = if update.escalated {
+            "id = ?1 AND status = 'open'"
+        } else {
+            "id = ?1 AND status <> 'resolved'"
+        };
+        let Some(current) = alert_where(&tx, condition, [id])? else {
             return Ok(None);
         };
         let severity = update.severity.unwrap_or(current.severity);

@@ -24,7 +24,7 @@ pub struct AlertsArgs {
 struct StoreArgs {
     /// Configuration file layered over the built-in defaults; names the
     /// store (storage.data_dir).
-    #[arg(long, short, value_name = "FILE", global = true)]
+    #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
