@@ -144,6 +144,8 @@ pub struct Engine {
     watched_devices: usize,
     /// Woken whenever notifications were queued.
     outbox: Arc<Notify>,
+    /// Check-in days evaluated in this tick, not yet recorded.
+    evaluated: Vec<(String, Date)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -295,6 +297,7 @@ impl Engine {
             silent_devices: 0,
             watched_devices,
             outbox,
+            evaluated: Vec::new(),
         };
         if !engine.config.grace.is_zero() {
             let until = after(now, engine.config.grace);
@@ -382,11 +385,22 @@ impl Engine {
             self.due.remove(&timer);
             if let Err(error) = self.fire(timer, now) {
                 self.schedule(timer, Some(after(now, Duration::from_secs(5))));
+                self.record_evaluations()?;
                 return Err(error);
             }
             fired += 1;
         }
+        self.record_evaluations()?;
         Ok(fired)
+    }
+
+    fn record_evaluations(&mut self) -> Result<(), AlertingError> {
+        if self.evaluated.is_empty() {
+            return Ok(());
+        }
+        self.store.checkins_evaluated(&self.evaluated)?;
+        self.evaluated.clear();
+        Ok(())
     }
 
     fn fire(&mut self, timer: Timer, now: Timestamp) -> Result<(), AlertingError> {
@@ -601,7 +615,10 @@ impl Engine {
             let cause = if self.no_data(r) { "no_data" } else { "no_checkin" };
             self.raise(r, Rule::MissedCheckin, day.to_string(), Severity::Alarm, cause, None, now)?;
         }
-        self.store.checkin_evaluated(&resident_subject(&id), day)?;
+        // Written in one transaction at the end of the tick: losing the mark
+        // in a crash only means evaluating the day again, which raises
+        // nothing new (an alert's episode is its day).
+        self.evaluated.push((resident_subject(&id), day));
         if let Some(state) = self.residents.get_mut(r as usize) {
             state.checkin_evaluated = Some(day);
         }

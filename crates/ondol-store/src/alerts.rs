@@ -854,13 +854,24 @@ impl Store {
             .map_err(StoreError::sqlite("committing watch state"))
     }
 
-    /// Records that the check-in deadline of `date` has been evaluated.
-    pub fn checkin_evaluated(&mut self, subject: &str, date: Date) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("UPDATE alert_watch SET checkin_evaluated = ?2 WHERE subject = ?1")
-            .and_then(|mut stmt| stmt.execute(params![subject, date.to_string()]))
-            .map_err(StoreError::sqlite("recording a check-in evaluation"))?;
-        Ok(())
+    /// Records, in one transaction, that these check-in deadlines have been
+    /// evaluated (subject, local date).
+    pub fn checkins_evaluated(&mut self, marks: &[(String, Date)]) -> Result<(), StoreError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let tx = self.immediate("starting to record check-in evaluations")?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE alert_watch SET checkin_evaluated = ?2 WHERE subject = ?1")
+                .map_err(StoreError::sqlite("preparing the evaluation update"))?;
+            for (subject, date) in marks {
+                stmt.execute(params![subject, date.to_string()])
+                    .map_err(StoreError::sqlite("recording a check-in evaluation"))?;
+            }
+        }
+        tx.commit()
+            .map_err(StoreError::sqlite("committing check-in evaluations"))
     }
 
     /// Whether the resident-day rollup has a check-in inside the window.
