@@ -21,7 +21,7 @@ use ondol_model::roster::{
     CheckinPlan, CheckinWindow, Device, DeviceBinding, DeviceKind, Resident, Roster, Staff,
     StaffRole,
 };
-use ondol_model::{DeviceId, ManualClock, Reading, ResidentId, StaffId};
+use ondol_model::{Clock, DeviceId, ManualClock, Reading, ResidentId, StaffId};
 use ondol_store::{Batch, NewReading, Store};
 use tokio::sync::Notify;
 
@@ -93,12 +93,14 @@ fn main() {
     store.import_roster(&roster).unwrap();
     println!("roster of {residents} residents imported in {:?}", started.elapsed());
 
-    // A day of ingest: each resident moved at 05:00 UTC on 26 Nov, and
-    // nine in ten checked in inside the 27th's window.
-    let t0: Timestamp = "2026-11-26T21:00:00Z".parse().unwrap();
+    // A morning of ingest: between 06:00 and 06:10 local time on 27 Nov,
+    // nine residents in ten checked in; the tenth only moved.
     let mut batch = Batch::default();
     for (i, (resident, device)) in roster.residents.iter().zip(&roster.devices).enumerate() {
-        let at = t0 + SignedDuration::from_secs((i % 600) as i64);
+        let six = Time::constant(6, 0, 0, 0);
+        let at = ondol_alerting::schedule::local_instant(date(2026, 11, 27), six, &resident.timezone)
+            .unwrap()
+            + SignedDuration::from_secs((i % 600) as i64);
         let zoned = at.to_zoned(resident.timezone.clone());
         let value = if i % 10 != 0 {
             ReadingValue::Checkin(CheckinValue::Ok)
@@ -133,6 +135,8 @@ fn main() {
         inactivity_caution: std::time::Duration::from_secs(48 * 3600),
         inactivity_alarm: std::time::Duration::from_secs(49 * 3600),
         inactivity_danger: std::time::Duration::from_secs(50 * 3600),
+        // Deadlines of the rules only: no escalations in the figures.
+        ack_timeout: std::time::Duration::from_secs(48 * 3600),
         ..AlertingConfig::default()
     };
     let clock = ManualClock::new("2026-11-26T22:00:00Z".parse().unwrap());
