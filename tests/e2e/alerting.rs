@@ -72,7 +72,10 @@ impl StaffApp {
             }
         });
         client
-            .subscribe(format!("ondol/v1/caseworkers/{staff}/alerts"), QoS::AtLeastOnce)
+            .subscribe(
+                format!("ondol/v1/caseworkers/{staff}/alerts"),
+                QoS::AtLeastOnce,
+            )
             .await
             .expect("subscribe");
         tokio::time::timeout(Duration::from_secs(60), subacked.recv())
@@ -104,8 +107,16 @@ impl StaffApp {
 /// minute boundary at least 20 s away; `None` near local midnight.
 fn window_ending_soon(zone: &str) -> Option<String> {
     let now = Timestamp::now().to_zoned(TimeZone::get(zone).unwrap());
-    let minute_start = now.time().with().second(0).subsec_nanosecond(0).build().unwrap();
-    let mut end = minute_start.checked_add(SignedDuration::from_mins(1)).ok()?;
+    let minute_start = now
+        .time()
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .unwrap();
+    let mut end = minute_start
+        .checked_add(SignedDuration::from_mins(1))
+        .ok()?;
     if end.duration_since(now.time()) < SignedDuration::from_secs(20) {
         end = end.checked_add(SignedDuration::from_mins(1)).ok()?;
     }
@@ -208,12 +219,16 @@ region = "gangjin"
     let (signature, body) = loop {
         let found = seen.lock().unwrap().iter().find_map(|(sig, body)| {
             let event: Value = serde_json::from_slice(body).ok()?;
-            (event["idempotency_key"] == opened["idempotency_key"]).then(|| (sig.clone(), body.clone()))
+            (event["idempotency_key"] == opened["idempotency_key"])
+                .then(|| (sig.clone(), body.clone()))
         });
         if let Some(found) = found {
             break found;
         }
-        assert!(started.elapsed() < DEADLINE_PATIENCE, "the webhook never got the alert");
+        assert!(
+            started.elapsed() < DEADLINE_PATIENCE,
+            "the webhook never got the alert"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
@@ -226,7 +241,9 @@ region = "gangjin"
 
     // Nobody acknowledges: it escalates to the supervisor.
     let escalated = supervisor
-        .next("the escalation", |e| e["event"] == "escalated" && e["alert"]["id"] == id)
+        .next("the escalation", |e| {
+            e["event"] == "escalated" && e["alert"]["id"] == id
+        })
         .await;
     assert_eq!(escalated["to"], "sup-a");
 
@@ -241,11 +258,19 @@ region = "gangjin"
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let escalations_at_ack = server.count(&format!("SELECT escalations FROM alerts WHERE id = {id}"));
+    let escalations_at_ack =
+        server.count(&format!("SELECT escalations FROM alerts WHERE id = {id}"));
     // The next escalation deadline comes, finds the alert acknowledged and stops.
     let started = Instant::now();
-    while !server.log().contains("alert acknowledged; escalation stops") {
-        assert!(started.elapsed() < DEADLINE_PATIENCE, "no sign of the escalation stopping:\n{}", server.log());
+    while !server
+        .log()
+        .contains("alert acknowledged; escalation stops")
+    {
+        assert!(
+            started.elapsed() < DEADLINE_PATIENCE,
+            "no sign of the escalation stopping:\n{}",
+            server.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
@@ -253,7 +278,9 @@ region = "gangjin"
         escalations_at_ack
     );
     assert_eq!(
-        server.count(&format!("SELECT status = 'acknowledged' FROM alerts WHERE id = {id}")),
+        server.count(&format!(
+            "SELECT status = 'acknowledged' FROM alerts WHERE id = {id}"
+        )),
         1
     );
     let listed = Command::new(binary())

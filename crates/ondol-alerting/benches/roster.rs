@@ -37,10 +37,17 @@ fn main() {
     let residents: usize = std::env::var("ONDOL_BENCH_RESIDENTS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(if std::env::args().any(|a| a == "--bench") { 100_000 } else { 1_000 });
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") {
+            100_000
+        } else {
+            1_000
+        });
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ondol.db");
-    let zones = [TimeZone::get("Asia/Seoul").unwrap(), TimeZone::get("Europe/Lisbon").unwrap()];
+    let zones = [
+        TimeZone::get("Asia/Seoul").unwrap(),
+        TimeZone::get("Europe/Lisbon").unwrap(),
+    ];
     let cw = StaffId::new("cw-1").unwrap();
     let mut roster = Roster {
         staff: vec![Staff {
@@ -91,16 +98,20 @@ fn main() {
     let mut store = Store::open(&path).unwrap();
     let started = Instant::now();
     store.import_roster(&roster).unwrap();
-    println!("roster of {residents} residents imported in {:?}", started.elapsed());
+    println!(
+        "roster of {residents} residents imported in {:?}",
+        started.elapsed()
+    );
 
     // A morning of ingest: between 06:00 and 06:10 local time on 27 Nov,
     // nine residents in ten checked in; the tenth only moved.
     let mut batch = Batch::default();
     for (i, (resident, device)) in roster.residents.iter().zip(&roster.devices).enumerate() {
         let six = Time::constant(6, 0, 0, 0);
-        let at = ondol_alerting::schedule::local_instant(date(2026, 11, 27), six, &resident.timezone)
-            .unwrap()
-            + SignedDuration::from_secs((i % 600) as i64);
+        let at =
+            ondol_alerting::schedule::local_instant(date(2026, 11, 27), six, &resident.timezone)
+                .unwrap()
+                + SignedDuration::from_secs((i % 600) as i64);
         let zoned = at.to_zoned(resident.timezone.clone());
         let value = if i % 10 != 0 {
             ReadingValue::Checkin(CheckinValue::Ok)
@@ -108,12 +119,19 @@ fn main() {
             ReadingValue::Motion(true)
         };
         let reading = Reading {
-            reading_type: if i % 10 != 0 { ReadingType::Checkin } else { ReadingType::Motion },
+            reading_type: if i % 10 != 0 {
+                ReadingType::Checkin
+            } else {
+                ReadingType::Motion
+            },
             value,
             sensor: None,
             ts: at,
         };
-        let in_window = resident.checkin.window.is_some_and(|w| w.contains(zoned.time()));
+        let in_window = resident
+            .checkin
+            .window
+            .is_some_and(|w| w.contains(zoned.time()));
         batch.readings.push(NewReading {
             device_id: device.id.clone(),
             resident_id: resident.id.clone(),
@@ -186,7 +204,7 @@ fn main() {
     let mut minute = clock.now();
     let end: Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
     while minute < end {
-        minute = minute + SignedDuration::from_mins(1);
+        minute += SignedDuration::from_mins(1);
         clock.set(minute);
         let started = Instant::now();
         let n = engine.tick().unwrap();

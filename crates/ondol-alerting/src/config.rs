@@ -97,7 +97,10 @@ impl AlertingConfig {
         if !(self.mass_silence_share > 0.0 && self.mass_silence_share <= 1.0) {
             problems.push((
                 "mass_silence_share",
-                format!("is {}; must be above 0 and at most 1", self.mass_silence_share),
+                format!(
+                    "is {}; must be above 0 and at most 1",
+                    self.mass_silence_share
+                ),
             ));
         }
         if self.ack_timeout.is_zero() {
@@ -106,9 +109,10 @@ impl AlertingConfig {
         if self.repeat_every.is_zero() {
             problems.push(("repeat_every", "must be more than 0".into()));
         }
-        if !self.webhook_url.is_empty()
-            && !(self.webhook_url.starts_with("http://") || self.webhook_url.starts_with("https://"))
-        {
+        let http = ["http://", "https://"]
+            .iter()
+            .any(|scheme| self.webhook_url.starts_with(scheme));
+        if !self.webhook_url.is_empty() && !http {
             problems.push((
                 "webhook_url",
                 format!(

@@ -85,7 +85,12 @@ impl MqttOut {
 
     /// Connects to an external broker with a stable client id and a
     /// persistent session, reconnecting with jittered backoff.
-    pub fn external(host: &str, port: u16, client_id: &str, shutdown: CancellationToken) -> MqttOut {
+    pub fn external(
+        host: &str,
+        port: u16,
+        client_id: &str,
+        shutdown: CancellationToken,
+    ) -> MqttOut {
         let mut options = MqttOptions::new(client_id, host, port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(false);
@@ -151,7 +156,9 @@ pub struct Webhook {
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the secret.
-        f.debug_struct("Webhook").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 

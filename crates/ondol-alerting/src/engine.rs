@@ -77,7 +77,10 @@ impl Timer {
     fn is_held(self) -> bool {
         matches!(
             self,
-            Timer::Checkin(_) | Timer::Inactivity(_) | Timer::DeviceSilent(_) | Timer::DeviceConfirm(_)
+            Timer::Checkin(_)
+                | Timer::Inactivity(_)
+                | Timer::DeviceSilent(_)
+                | Timer::DeviceConfirm(_)
         )
     }
 }
@@ -433,7 +436,10 @@ impl Engine {
             self.resolve_if_open(id, now)?;
         }
         let parked = std::mem::take(&mut self.parked);
-        tracing::info!(held = parked.len(), "hold ended; re-evaluating held deadlines");
+        tracing::info!(
+            held = parked.len(),
+            "hold ended; re-evaluating held deadlines"
+        );
         // Silence first, so the mass-silence check sees every device before
         // any device alert is confirmed.
         let (first, rest): (Vec<Timer>, Vec<Timer>) = parked
@@ -525,12 +531,16 @@ impl Engine {
         cause: &'static str,
         now: Timestamp,
     ) -> Result<(), AlertingError> {
-        let episode = format!(
-            "{}:{}",
-            new.device_id,
-            new.reading.ts.as_millisecond()
-        );
-        let raised = self.raise(r, Rule::HelpRequest, episode, Severity::Critical, cause, Some(&new.device_id), now)?;
+        let episode = format!("{}:{}", new.device_id, new.reading.ts.as_millisecond());
+        let raised = self.raise(
+            r,
+            Rule::HelpRequest,
+            episode,
+            Severity::Critical,
+            cause,
+            Some(&new.device_id),
+            now,
+        )?;
         if let Raised::AlreadyOpen(open) = raised {
             // Pressed again while the first is open: tell them again.
             self.update(&open, "repeated", None, Some(cause.to_owned()), now)?;
@@ -612,8 +622,20 @@ impl Engine {
         let expected = schedule::enrolled_on(resident, day) && !schedule::away_on(resident, day);
         let id = resident.id.clone();
         if expected && !self.store.checkin_done(&id, day)? {
-            let cause = if self.no_data(r) { "no_data" } else { "no_checkin" };
-            self.raise(r, Rule::MissedCheckin, day.to_string(), Severity::Alarm, cause, None, now)?;
+            let cause = if self.no_data(r) {
+                "no_data"
+            } else {
+                "no_checkin"
+            };
+            self.raise(
+                r,
+                Rule::MissedCheckin,
+                day.to_string(),
+                Severity::Alarm,
+                cause,
+                None,
+                now,
+            )?;
         }
         // Written in one transaction at the end of the tick: losing the mark
         // in a crash only means evaluating the day again, which raises
@@ -646,15 +668,19 @@ impl Engine {
         let base = self.inactivity_base(state, now);
         let silent_for = now.duration_since(base);
         let tiers = self.config.tiers();
-        let reached = tiers
-            .iter()
-            .rposition(|t| silent_for >= SignedDuration::try_from(*t).unwrap_or(SignedDuration::MAX));
+        let reached = tiers.iter().rposition(|t| {
+            silent_for >= SignedDuration::try_from(*t).unwrap_or(SignedDuration::MAX)
+        });
         if let Some(tier) = reached {
             let severity = [Severity::Caution, Severity::Alarm, Severity::Danger]
                 .get(tier)
                 .copied()
                 .unwrap_or(Severity::Danger);
-            let cause = if self.no_data(r) { "no_data" } else { "no_activity" };
+            let cause = if self.no_data(r) {
+                "no_data"
+            } else {
+                "no_activity"
+            };
             let episode = base.as_millisecond().to_string();
             match self.raise(r, Rule::Inactivity, episode, severity, cause, None, now)? {
                 Raised::AlreadyOpen(open) | Raised::Known(open)
@@ -679,7 +705,9 @@ impl Engine {
             self.recent_silences.push_back(now);
         }
         let window = self.config.mass_silence_window;
-        let horizon = now.checked_sub(SignedDuration::try_from(window).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MIN);
+        let horizon = now
+            .checked_sub(SignedDuration::try_from(window).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MIN);
         while self.recent_silences.front().is_some_and(|t| *t < horizon) {
             self.recent_silences.pop_front();
         }
@@ -720,7 +748,15 @@ impl Engine {
             .unwrap_or_default();
         let id = device.id.clone();
         let cause = device.silent_cause;
-        self.raise(r, Rule::DeviceOffline, episode, Severity::Low, cause, Some(&id), now)?;
+        self.raise(
+            r,
+            Rule::DeviceOffline,
+            episode,
+            Severity::Low,
+            cause,
+            Some(&id),
+            now,
+        )?;
         Ok(())
     }
 
@@ -761,13 +797,18 @@ impl Engine {
 
     fn mass_threshold(&self) -> usize {
         let share = (self.watched_devices as f64 * self.config.mass_silence_share).ceil();
-        (share as usize).max(self.config.mass_silence_min_devices).max(1)
+        (share as usize)
+            .max(self.config.mass_silence_min_devices)
+            .max(1)
     }
 
     fn start_outage(&mut self, source: OutageSource, now: Timestamp) -> Result<(), AlertingError> {
         let first = self.outages.is_empty();
         self.outages.insert(source);
-        tracing::error!(source = source.as_str(), "system outage: alerts caused by missing data are held");
+        tracing::error!(
+            source = source.as_str(),
+            "system outage: alerts caused by missing data are held"
+        );
         if first && self.outage_alert.is_none() {
             let new = NewAlert {
                 rule: Rule::SystemOutage,

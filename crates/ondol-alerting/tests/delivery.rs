@@ -62,11 +62,10 @@ async fn hook(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) 
             .unwrap_or_default()
             .to_owned()
     };
-    rx.seen.lock().unwrap().push((
-        header("x-ondol-signature"),
-        header("idempotency-key"),
-        body,
-    ));
+    rx.seen
+        .lock()
+        .unwrap()
+        .push((header("x-ondol-signature"), header("idempotency-key"), body));
     if rx
         .fail_first
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -163,7 +162,11 @@ async fn alerts_reach_the_caseworker_topic_and_a_signed_webhook_with_retries() {
     let seen = receiver.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     for (sig, key, body) in &seen {
-        assert_eq!(sig, &signature(SECRET, body), "valid HMAC-SHA256 of the body");
+        assert_eq!(
+            sig,
+            &signature(SECRET, body),
+            "valid HMAC-SHA256 of the body"
+        );
         assert_eq!(key, event["idempotency_key"].as_str().unwrap());
     }
     assert_eq!(seen[0].2, seen[1].2, "the retry sends the same body");

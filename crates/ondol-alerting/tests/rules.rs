@@ -67,7 +67,10 @@ fn missed_checkin_in_seoul_fires_at_the_local_deadline_and_notifies_the_casework
     assert_eq!(sent[0].1["alert"]["rule"], "missed_checkin");
     assert_eq!(sent[0].1["alert"]["resident_id"], "r-1");
     // The rollup counts it.
-    let day = h.db.resident_day(&h.resident("r-1"), jiff::civil::date(2026, 11, 27)).unwrap().unwrap();
+    let day =
+        h.db.resident_day(&h.resident("r-1"), jiff::civil::date(2026, 11, 27))
+            .unwrap()
+            .unwrap();
     assert_eq!(day.readings, 1);
 }
 
@@ -103,7 +106,9 @@ role = "caseworker"
     assert_eq!(h.alerts_of("missed_checkin").len(), 1);
     // Acknowledge and resolve it, so the next day can open its own.
     let id = h.alerts_of("missed_checkin")[0].id;
-    h.db.resolve_alert(id, "cw-1", Outcome::ResidentOk, h.now(), None).unwrap().unwrap();
+    h.db.resolve_alert(id, "cw-1", Outcome::ResidentOk, h.now(), None)
+        .unwrap()
+        .unwrap();
     h.at("2026-03-09T06:29:59Z");
     assert_eq!(h.alerts_of("missed_checkin").len(), 1);
     h.at("2026-03-09T06:30:00Z"); // 02:30 EDT
@@ -133,11 +138,18 @@ fn a_late_checkin_clears_the_alert_as_cleared_by_resident() {
     assert_eq!(alert.outcome, Some(Outcome::ClearedByResident));
     assert_eq!(alert.acked_at, None, "nobody acknowledged it");
     let transitions = h.db.alert_transitions(alert.id).unwrap();
-    let events: Vec<_> = transitions.iter().map(|t| (t.event.as_str(), t.actor.as_str())).collect();
+    let events: Vec<_> = transitions
+        .iter()
+        .map(|t| (t.event.as_str(), t.actor.as_str()))
+        .collect();
     assert_eq!(events, [("opened", "system"), ("resolved", "system")]);
     // No escalation follows.
     h.advance(hours(2));
-    assert!(h.outbox("mqtt").iter().all(|(_, p)| p["event"] != "escalated"));
+    assert!(
+        h.outbox("mqtt")
+            .iter()
+            .all(|(_, p)| p["event"] != "escalated")
+    );
 }
 
 const NO_WINDOW: &str = r#"
@@ -172,7 +184,12 @@ fn inactivity_tiers_raise_the_same_alert_and_notify_again() {
     let t0 = h.now();
     h.motion("gw-1", t0);
     // Vitals from a wearable are not activity, but keep the device heard.
-    h.reading("wr-1", t0 + hours(1), ReadingValue::Number(70.0), ReadingType::HeartRate);
+    h.reading(
+        "wr-1",
+        t0 + hours(1),
+        ReadingValue::Number(70.0),
+        ReadingType::HeartRate,
+    );
     h.at("2026-11-27T07:59:59Z");
     assert!(h.alerts().is_empty());
     h.at("2026-11-27T08:00:00Z");
@@ -189,14 +206,23 @@ fn inactivity_tiers_raise_the_same_alert_and_notify_again() {
         .outbox("mqtt")
         .iter()
         .filter(|(_, p)| p["alert"]["rule"] == "inactivity")
-        .map(|(_, p)| format!("{}:{}", p["event"].as_str().unwrap(), p["alert"]["severity"].as_str().unwrap()))
+        .map(|(_, p)| {
+            format!(
+                "{}:{}",
+                p["event"].as_str().unwrap(),
+                p["alert"]["severity"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(events.iter().filter(|e| e.starts_with("opened")).count(), 1);
     assert!(events.contains(&"raised:alarm".to_owned()), "{events:?}");
     assert!(events.contains(&"raised:danger".to_owned()), "{events:?}");
     // Movement ends the condition before anyone acknowledged.
     h.motion("gw-1", h.now());
-    assert_eq!(h.alerts_of("inactivity")[0].outcome, Some(Outcome::ClearedByResident));
+    assert_eq!(
+        h.alerts_of("inactivity")[0].outcome,
+        Some(Outcome::ClearedByResident)
+    );
 }
 
 #[test]
@@ -204,7 +230,12 @@ fn when_every_device_is_silent_the_cause_is_no_data() {
     let mut h = Harness::new(NO_WINDOW, "2026-11-27T00:00:00Z", config());
     let t0 = h.now();
     h.motion("gw-1", t0);
-    h.reading("wr-1", t0, ReadingValue::Number(70.0), ReadingType::HeartRate);
+    h.reading(
+        "wr-1",
+        t0,
+        ReadingValue::Number(70.0),
+        ReadingType::HeartRate,
+    );
     h.run_until("2026-11-27T08:00:00Z", mins(10));
     let inactivity = h.alerts_of("inactivity");
     assert_eq!(inactivity.len(), 1);
@@ -212,12 +243,27 @@ fn when_every_device_is_silent_the_cause_is_no_data() {
     // Each silent device is its own low-severity device problem.
     let offline = h.alerts_of("device_offline");
     assert_eq!(offline.len(), 2);
-    assert!(offline.iter().all(|a| a.severity == Severity::Low && a.cause == "silent"));
+    assert!(
+        offline
+            .iter()
+            .all(|a| a.severity == Severity::Low && a.cause == "silent")
+    );
     // One device coming back clears its own alert only.
-    h.reading("wr-1", h.now(), ReadingValue::Number(71.0), ReadingType::HeartRate);
+    h.reading(
+        "wr-1",
+        h.now(),
+        ReadingValue::Number(71.0),
+        ReadingType::HeartRate,
+    );
     let offline = h.alerts_of("device_offline");
-    let wr = offline.iter().find(|a| a.device_id.as_ref().unwrap().as_str() == "wr-1").unwrap();
-    let gw = offline.iter().find(|a| a.device_id.as_ref().unwrap().as_str() == "gw-1").unwrap();
+    let wr = offline
+        .iter()
+        .find(|a| a.device_id.as_ref().unwrap().as_str() == "wr-1")
+        .unwrap();
+    let gw = offline
+        .iter()
+        .find(|a| a.device_id.as_ref().unwrap().as_str() == "gw-1")
+        .unwrap();
     assert_eq!(wr.outcome, Some(Outcome::ClearedByResident));
     assert_eq!(gw.status, AlertStatus::Open);
 }
@@ -240,7 +286,12 @@ fn help_and_fall_alert_at_once_even_while_holding() {
     // Default grace: everything missing-data is held for 30 min after start.
     let mut h = Harness::new(SEOUL, "2026-11-27T00:00:00Z", AlertingConfig::default());
     assert!(h.engine().holding());
-    h.reading("gw-1", h.now(), ReadingValue::Checkin(CheckinValue::Help), ReadingType::Checkin);
+    h.reading(
+        "gw-1",
+        h.now(),
+        ReadingValue::Checkin(CheckinValue::Help),
+        ReadingType::Checkin,
+    );
     let help = h.alerts_of("help_request");
     assert_eq!(help.len(), 1);
     assert_eq!(help[0].severity, Severity::Critical);
@@ -249,7 +300,11 @@ fn help_and_fall_alert_at_once_even_while_holding() {
     h.clock.advance(mins(1));
     h.reading("gw-1", h.now(), ReadingValue::Fall, ReadingType::Fall);
     assert_eq!(h.alerts_of("help_request").len(), 1);
-    let events: Vec<_> = h.outbox("mqtt").iter().map(|(_, p)| p["event"].as_str().unwrap().to_owned()).collect();
+    let events: Vec<_> = h
+        .outbox("mqtt")
+        .iter()
+        .map(|(_, p)| p["event"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(events, ["opened", "repeated"]);
 }
 
@@ -273,7 +328,10 @@ fn away_periods_suspend_the_rules() {
     h.run_until("2026-11-29T01:00:00Z", mins(30));
     assert_eq!(h.alerts_of("missed_checkin").len(), 1);
     assert_eq!(
-        h.alerts_of("missed_checkin")[0].local_date.unwrap().to_string(),
+        h.alerts_of("missed_checkin")[0]
+            .local_date
+            .unwrap()
+            .to_string(),
         "2026-11-29"
     );
 }
@@ -292,19 +350,32 @@ fn unacknowledged_alerts_escalate_and_repeat_until_acknowledged() {
         .filter(|(_, p)| p["event"] == "escalated" && p["alert"]["id"] == id)
         .collect();
     let topics: Vec<_> = escalated.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(topics, ["ondol/v1/caseworkers/sup-1/alerts", "ondol/v1/caseworkers/cw-1/alerts"]);
+    assert_eq!(
+        topics,
+        [
+            "ondol/v1/caseworkers/sup-1/alerts",
+            "ondol/v1/caseworkers/cw-1/alerts"
+        ]
+    );
     h.at("2026-11-27T01:30:00Z");
     assert_eq!(h.db.alert(id).unwrap().unwrap().escalations, 2);
-    h.db.acknowledge_alert(id, "cw-1", h.now() + mins(1), Some("called her")).unwrap().unwrap();
+    h.db.acknowledge_alert(id, "cw-1", h.now() + mins(1), Some("called her"))
+        .unwrap()
+        .unwrap();
     h.run_until("2026-11-27T04:00:00Z", mins(5));
     let alert = h.db.alert(id).unwrap().unwrap();
     assert_eq!(alert.escalations, 2, "acknowledging stops escalation");
     assert_eq!(alert.status, AlertStatus::Acknowledged);
     let transitions = h.db.alert_transitions(id).unwrap();
-    let ack = transitions.iter().find(|t| t.event == "acknowledged").unwrap();
+    let ack = transitions
+        .iter()
+        .find(|t| t.event == "acknowledged")
+        .unwrap();
     assert_eq!(ack.actor, "cw-1");
     // Resolving records the outcome and the times in the day rollup.
-    h.db.resolve_alert(id, "cw-1", Outcome::ResidentOk, h.now(), None).unwrap().unwrap();
+    h.db.resolve_alert(id, "cw-1", Outcome::ResidentOk, h.now(), None)
+        .unwrap()
+        .unwrap();
     let alert = h.db.alert(id).unwrap().unwrap();
     assert_eq!(alert.outcome, Some(Outcome::ResidentOk));
 }
@@ -385,8 +456,16 @@ fn a_broker_outage_gives_one_system_alert_and_no_resident_alerts() {
     let system = h.alerts_of("system_outage");
     assert_eq!(system.len(), 1);
     assert_eq!(system[0].cause, "broker_unreachable");
-    assert_eq!(system[0].status, AlertStatus::Resolved, "closed when the hold ended");
-    let others: Vec<_> = h.alerts().into_iter().filter(|a| a.rule.as_str() != "system_outage").collect();
+    assert_eq!(
+        system[0].status,
+        AlertStatus::Resolved,
+        "closed when the hold ended"
+    );
+    let others: Vec<_> = h
+        .alerts()
+        .into_iter()
+        .filter(|a| a.rule.as_str() != "system_outage")
+        .collect();
     assert!(others.is_empty(), "{others:?}");
     let sent = h.outbox("mqtt");
     assert_eq!(sent.len(), 1);
@@ -395,7 +474,8 @@ fn a_broker_outage_gives_one_system_alert_and_no_resident_alerts() {
 
 #[test]
 fn two_hundred_residents_going_silent_together_is_one_system_alert() {
-    let mut roster = String::from("[[staff]]\nid = \"cw-1\"\nname = \"Park\"\nrole = \"caseworker\"\n");
+    let mut roster =
+        String::from("[[staff]]\nid = \"cw-1\"\nname = \"Park\"\nrole = \"caseworker\"\n");
     for i in 0..200 {
         roster.push_str(&format!(
             "[[residents]]\nid = \"r-{i}\"\nname = \"R\"\ntimezone = \"Asia/Seoul\"\nregion = \"g\"\nenrolled_from = \"2026-01-01\"\ncaseworker = \"cw-1\"\n\
@@ -406,7 +486,8 @@ fn two_hundred_residents_going_silent_together_is_one_system_alert() {
     let mut h = Harness::new(&roster, "2026-11-27T06:00:00Z", config());
     for i in 0..200 {
         // Spread over two minutes, as a fleet reports.
-        h.clock.set(ts("2026-11-27T06:00:00Z") + jiff::SignedDuration::from_millis(i * 600));
+        h.clock
+            .set(ts("2026-11-27T06:00:00Z") + jiff::SignedDuration::from_millis(i * 600));
         h.motion(&format!("gw-{i}"), h.now());
     }
     // The whole village loses its connection: every device goes silent.
@@ -414,5 +495,10 @@ fn two_hundred_residents_going_silent_together_is_one_system_alert() {
     let system = h.alerts_of("system_outage");
     assert_eq!(system.len(), 1);
     assert_eq!(system[0].cause, "mass_silence");
-    assert_eq!(h.alerts().len(), 1, "no device or resident alerts: {:?}", h.alerts().iter().map(|a| a.rule).collect::<Vec<_>>());
+    assert_eq!(
+        h.alerts().len(),
+        1,
+        "no device or resident alerts: {:?}",
+        h.alerts().iter().map(|a| a.rule).collect::<Vec<_>>()
+    );
 }

@@ -237,7 +237,8 @@ impl RawAlert {
             outcome: self
                 .outcome
                 .map(|o| {
-                    Outcome::parse(&o).ok_or_else(|| invalid(TABLE, key(), format!("outcome {o:?}")))
+                    Outcome::parse(&o)
+                        .ok_or_else(|| invalid(TABLE, key(), format!("outcome {o:?}")))
                 })
                 .transpose()?,
             local_date: self
@@ -284,20 +285,28 @@ fn alerts_where(
     let rows = stmt
         .query_map(params, read_alert)
         .map_err(StoreError::sqlite("reading alerts"))?;
-    rows.map(|raw| raw.map_err(StoreError::sqlite("reading alerts"))?.into_row())
-        .collect()
+    rows.map(|raw| {
+        raw.map_err(StoreError::sqlite("reading alerts"))?
+            .into_row()
+    })
+    .collect()
+}
+
+/// One transition to record.
+struct Change<'a> {
+    actor: &'a str,
+    event: &'a str,
+    status: AlertStatus,
+    severity: Option<Severity>,
+    outcome: Option<Outcome>,
+    note: Option<&'a str>,
 }
 
 fn add_transition(
     tx: &Transaction<'_>,
     alert_id: i64,
     at: Timestamp,
-    actor: &str,
-    event: &str,
-    status: AlertStatus,
-    severity: Option<Severity>,
-    outcome: Option<Outcome>,
-    note: Option<&str>,
+    change: &Change<'_>,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO alert_transitions (alert_id, at_ms, actor, event, status, severity, outcome, note) \
@@ -307,12 +316,12 @@ fn add_transition(
         stmt.execute(params![
             alert_id,
             at.as_millisecond(),
-            actor,
-            event,
-            status.as_str(),
-            severity.map(Severity::as_str),
-            outcome.map(Outcome::as_str),
-            note,
+            change.actor,
+            change.event,
+            change.status.as_str(),
+            change.severity.map(Severity::as_str),
+            change.outcome.map(Outcome::as_str),
+            change.note,
         ])
     })
     .map_err(StoreError::sqlite("recording an alert transition"))?;
@@ -417,12 +426,14 @@ impl Store {
             &tx,
             id,
             new.opened_at,
-            SYSTEM_ACTOR,
-            "opened",
-            AlertStatus::Open,
-            Some(new.severity),
-            None,
-            Some(&new.cause),
+            &Change {
+                actor: SYSTEM_ACTOR,
+                event: "opened",
+                status: AlertStatus::Open,
+                severity: Some(new.severity),
+                outcome: None,
+                note: Some(&new.cause),
+            },
         )?;
         if let (Some(resident), Some(date)) = (&new.resident_id, new.local_date) {
             let date = date.to_string();
@@ -439,9 +450,8 @@ impl Store {
             .and_then(|mut stmt| stmt.execute(params![resident.as_str(), date, id, rule]))
             .map_err(StoreError::sqlite("adding an alert to the day rollup"))?;
         }
-        let row = alert_where(&tx, "id = ?1", [id])?.ok_or_else(|| {
-            invalid("alerts", id.to_string(), "vanished after insert".into())
-        })?;
+        let row = alert_where(&tx, "id = ?1", [id])?
+            .ok_or_else(|| invalid("alerts", id.to_string(), "vanished after insert".into()))?;
         let notifications = notify(&row);
         add_notifications(&tx, Some(id), new.opened_at, &notifications)?;
         let row = alert_where(&tx, "id = ?1", [id])?.unwrap_or(row);
@@ -495,12 +505,14 @@ impl Store {
             &tx,
             id,
             at,
-            SYSTEM_ACTOR,
-            update.event,
-            current.status,
-            Some(severity),
-            None,
-            update.note.as_deref(),
+            &Change {
+                actor: SYSTEM_ACTOR,
+                event: update.event,
+                status: current.status,
+                severity: Some(severity),
+                outcome: None,
+                note: update.note.as_deref(),
+            },
         )?;
         let row = alert_where(&tx, "id = ?1", [id])?.unwrap_or(current);
         let notifications = notify(&row);
@@ -536,18 +548,18 @@ impl Store {
             &tx,
             id,
             at,
-            actor,
-            "acknowledged",
-            AlertStatus::Acknowledged,
-            None,
-            None,
-            note,
+            &Change {
+                actor,
+                event: "acknowledged",
+                status: AlertStatus::Acknowledged,
+                severity: None,
+                outcome: None,
+                note,
+            },
         )?;
-        tx.prepare_cached(
-            "UPDATE resident_day_alerts SET seconds_to_ack = ?2 WHERE alert_id = ?1",
-        )
-        .and_then(|mut stmt| stmt.execute(params![id, seconds_between(current.opened_at, at)]))
-        .map_err(StoreError::sqlite("recording the time to acknowledge"))?;
+        tx.prepare_cached("UPDATE resident_day_alerts SET seconds_to_ack = ?2 WHERE alert_id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![id, seconds_between(current.opened_at, at)]))
+            .map_err(StoreError::sqlite("recording the time to acknowledge"))?;
         let row = alert_where(&tx, "id = ?1", [id])?.unwrap_or(current);
         tx.commit()
             .map_err(StoreError::sqlite("committing an acknowledgement"))?;
@@ -596,12 +608,14 @@ impl Store {
             &tx,
             id,
             at,
-            actor,
-            "resolved",
-            AlertStatus::Resolved,
-            None,
-            Some(outcome),
-            note,
+            &Change {
+                actor,
+                event: "resolved",
+                status: AlertStatus::Resolved,
+                severity: None,
+                outcome: Some(outcome),
+                note,
+            },
         )?;
         tx.prepare_cached(
             "UPDATE resident_day_alerts SET seconds_to_ack = ?2, seconds_to_resolve = ?3, outcome = ?4 \
@@ -721,7 +735,10 @@ impl Store {
             .map_err(StoreError::sqlite("preparing the outbox query"))?;
         let rows = stmt
             .query_map(
-                params![now.as_millisecond(), i64::try_from(limit).unwrap_or(i64::MAX)],
+                params![
+                    now.as_millisecond(),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
                 |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
@@ -742,8 +759,9 @@ impl Store {
                 row.map_err(StoreError::sqlite("reading the outbox"))?;
             Ok(OutboxRow {
                 id,
-                channel: Channel::parse(&channel)
-                    .ok_or_else(|| invalid(table, id.to_string(), format!("channel {channel:?}")))?,
+                channel: Channel::parse(&channel).ok_or_else(|| {
+                    invalid(table, id.to_string(), format!("channel {channel:?}"))
+                })?,
                 key,
                 alert_id,
                 target,
@@ -825,7 +843,8 @@ impl Store {
             .map_err(StoreError::sqlite("reading the watch state"))?;
         let table = "alert_watch";
         rows.map(|row| {
-            let (subject, since, date) = row.map_err(StoreError::sqlite("reading the watch state"))?;
+            let (subject, since, date) =
+                row.map_err(StoreError::sqlite("reading the watch state"))?;
             let key = || subject.clone();
             Ok((
                 subject.clone(),

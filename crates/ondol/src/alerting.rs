@@ -61,8 +61,12 @@ pub async fn start(config: &Config, router: Option<&Router>) -> anyhow::Result<O
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let wake = Arc::new(Notify::new());
     let engine = tokio::task::spawn_blocking({
-        let (database, alerting, clock, wake) =
-            (database.clone(), alerting.clone(), clock.clone(), wake.clone());
+        let (database, alerting, clock, wake) = (
+            database.clone(),
+            alerting.clone(),
+            clock.clone(),
+            wake.clone(),
+        );
         let webhook = webhook.is_some();
         move || -> anyhow::Result<Engine> {
             let store = Store::open(&database).context("alerting cannot open the store")?;
@@ -90,7 +94,14 @@ pub async fn start(config: &Config, router: Option<&Router>) -> anyhow::Result<O
         (BrokerTarget::Embedded, None) => None,
     };
     let delivery_store = Store::open(&database).context("alerting cannot open the store")?;
-    let delivery = Delivery::new(delivery_store, mqtt, webhook, &alerting, clock.clone(), wake);
+    let delivery = Delivery::new(
+        delivery_store,
+        mqtt,
+        webhook,
+        &alerting,
+        clock.clone(),
+        wake,
+    );
     let delivery = tokio::spawn(delivery.run(delivery_stop.clone()));
 
     let (inputs, input_rx) = mpsc::channel(INPUT_CAPACITY);
@@ -163,7 +174,9 @@ impl Running {
         delivery_result
             .context("alert delivery panicked")?
             .context("alert delivery failed")?;
-        tracing::info!("alerting stopped; its state and undelivered notifications are in the store");
+        tracing::info!(
+            "alerting stopped; its state and undelivered notifications are in the store"
+        );
         Ok(())
     }
 }

@@ -183,7 +183,8 @@ fn run(store: &mut Store, command: AlertsCommand) -> Result<ExitCode, ondol_stor
                 eprintln!("error: no staff member {by:?} on the roster (--by)");
                 return Ok(ExitCode::from(2));
             }
-            let result = store.resolve_alert(id, &by, outcome, Timestamp::now(), note.as_deref())?;
+            let result =
+                store.resolve_alert(id, &by, outcome, Timestamp::now(), note.as_deref())?;
             Ok(report(id, result, &format!("resolved ({outcome})"), &by))
         }
     }

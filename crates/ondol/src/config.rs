@@ -537,7 +537,10 @@ mod tests {
         assert_eq!(loaded.device_silent_after, alerting.device_silent_after);
         assert_eq!(loaded.mass_silence_share, alerting.mass_silence_share);
         assert_eq!(loaded.mass_silence_window, alerting.mass_silence_window);
-        assert_eq!(loaded.mass_silence_min_devices, alerting.mass_silence_min_devices);
+        assert_eq!(
+            loaded.mass_silence_min_devices,
+            alerting.mass_silence_min_devices
+        );
         assert_eq!(loaded.grace, alerting.grace);
         assert_eq!(loaded.ack_timeout, alerting.ack_timeout);
         assert_eq!(loaded.repeat_every, alerting.repeat_every);

@@ -182,8 +182,13 @@ pub async fn run(
         // Ingest has handed over its last batch: alerting applies it.
         match tokio::time::timeout(DRAIN_TIMEOUT, alerting.stop()).await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(error = format!("{error:#}"), "alerting stopped with an error"),
-            Err(_) => tracing::error!("alerting did not stop within {DRAIN_TIMEOUT:?}; undelivered notifications stay in the outbox"),
+            Ok(Err(error)) => tracing::error!(
+                error = format!("{error:#}"),
+                "alerting stopped with an error"
+            ),
+            Err(_) => tracing::error!(
+                "alerting did not stop within {DRAIN_TIMEOUT:?}; undelivered notifications stay in the outbox"
+            ),
         }
     }
     match drained {

@@ -129,7 +129,13 @@ impl Harness {
         }
     }
 
-    fn new_reading(&self, device: &str, at: Timestamp, value: ReadingValue, kind: ReadingType) -> NewReading {
+    fn new_reading(
+        &self,
+        device: &str,
+        at: Timestamp,
+        value: ReadingValue,
+        kind: ReadingType,
+    ) -> NewReading {
         let device_id = DeviceId::new(device).expect("device id");
         let roster_device = self
             .roster
@@ -180,13 +186,20 @@ impl Harness {
         };
         let outcome = self.db.commit_batch(&batch).expect("commit");
         if outcome.inserted.first().copied().unwrap_or(false) {
-            self.engine().on_readings(&[new]).expect("engine takes readings");
+            self.engine()
+                .on_readings(&[new])
+                .expect("engine takes readings");
             self.engine().tick().expect("tick");
         }
     }
 
     pub fn checkin(&mut self, device: &str, at: Timestamp) {
-        self.reading(device, at, ReadingValue::Checkin(CheckinValue::Ok), ReadingType::Checkin);
+        self.reading(
+            device,
+            at,
+            ReadingValue::Checkin(CheckinValue::Ok),
+            ReadingType::Checkin,
+        );
     }
 
     pub fn motion(&mut self, device: &str, at: Timestamp) {
