@@ -50,6 +50,49 @@ pub struct AlertingConfig {
     /// ...and given up (logged as an error) after this long.
     #[serde(with = "ondol_model::serde_duration")]
     pub give_up_after: Duration,
+    /// `vital_out_of_band` thresholds; none by default (the rule is off).
+    pub vital_bands: Vec<VitalBand>,
+}
+
+/// A vital sign's acceptable band, for one resident or for everyone.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VitalBand {
+    /// The resident it applies to; absent = every resident without a band
+    /// of their own for this type.
+    #[serde(default)]
+    pub resident: Option<String>,
+    /// heart_rate, spo2, body_temperature, blood_glucose, body_weight, or
+    /// blood_pressure (the systolic value), in the canonical unit.
+    #[serde(rename = "type")]
+    pub reading_type: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Readings outside the band in a row before the alert.
+    #[serde(default = "one")]
+    pub consecutive: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The vital types a band may name.
+pub(crate) fn vital_type(name: &str) -> Option<ondol_model::ReadingType> {
+    use ondol_model::ReadingType as T;
+    T::parse(name).filter(|t| {
+        matches!(
+            t,
+            T::HeartRate
+                | T::Spo2
+                | T::BodyTemperature
+                | T::BloodGlucose
+                | T::BodyWeight
+                | T::BloodPressure
+        )
+    })
 }
 
 impl Default for AlertingConfig {
@@ -72,6 +115,7 @@ impl Default for AlertingConfig {
             webhook_timeout: Duration::from_secs(10),
             retry_max_delay: Duration::from_secs(5 * 60),
             give_up_after: Duration::from_secs(24 * HOUR),
+            vital_bands: Vec::new(),
         }
     }
 }
@@ -126,6 +170,37 @@ impl AlertingConfig {
                 "webhook_secret_env",
                 "must name the environment variable holding the webhook secret".into(),
             ));
+        }
+        for band in &self.vital_bands {
+            if vital_type(&band.reading_type).is_none() {
+                problems.push((
+                    "vital_bands",
+                    format!(
+                        "type {:?} is not a vital; use heart_rate, spo2, body_temperature, blood_glucose, body_weight or blood_pressure",
+                        band.reading_type
+                    ),
+                ));
+            }
+            if band.min.is_none() && band.max.is_none() {
+                problems.push((
+                    "vital_bands",
+                    format!("the {} band has neither min nor max", band.reading_type),
+                ));
+            }
+            if let (Some(min), Some(max)) = (band.min, band.max)
+                && min.partial_cmp(&max) != Some(std::cmp::Ordering::Less)
+            {
+                problems.push((
+                    "vital_bands",
+                    format!(
+                        "the {} band has min {min} not below max {max}",
+                        band.reading_type
+                    ),
+                ));
+            }
+            if band.consecutive == 0 {
+                problems.push(("vital_bands", "consecutive must be at least 1".into()));
+            }
         }
         problems
     }

@@ -26,7 +26,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
 use ondol_model::alert::{AlertStatus, Outcome, Rule, Severity};
-use ondol_model::reading::{CheckinValue, ReadingValue};
+use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
 use ondol_model::roster::{Resident, StaffRole};
 use ondol_model::{Clock, DeviceId, ResidentId, StaffId};
 use ondol_store::alerts::{AlertRow, AlertUpdate, NewAlert, Raised, SYSTEM_ACTOR};
@@ -149,6 +149,17 @@ pub struct Engine {
     outbox: Arc<Notify>,
     /// Check-in days evaluated in this tick, not yet recorded.
     evaluated: Vec<(String, Date)>,
+    /// Vital bands: per resident (`Some(index)`) or for everyone (`None`).
+    bands: HashMap<(Option<u32>, ReadingType), Band>,
+    /// Readings outside their band in a row, per resident and type.
+    vital_runs: HashMap<(u32, ReadingType), u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Band {
+    min: Option<f64>,
+    max: Option<f64>,
+    consecutive: u32,
 }
 
 impl std::fmt::Debug for Engine {
@@ -279,6 +290,35 @@ impl Engine {
             .map(|s| (s.region.clone(), s.id.clone()))
             .collect();
 
+        let mut bands = HashMap::new();
+        for band in &config.vital_bands {
+            let Some(kind) = crate::config::vital_type(&band.reading_type) else {
+                continue;
+            };
+            let who = match &band.resident {
+                None => None,
+                Some(id) => match id
+                    .parse::<ResidentId>()
+                    .ok()
+                    .and_then(|id| resident_index.get(&id))
+                {
+                    Some(&r) => Some(r),
+                    None => {
+                        tracing::warn!(resident = %id, "a vital band names a resident who is not on the roster; ignored");
+                        continue;
+                    }
+                },
+            };
+            bands.insert(
+                (who, kind),
+                Band {
+                    min: band.min,
+                    max: band.max,
+                    consecutive: band.consecutive.max(1),
+                },
+            );
+        }
+
         let watched_devices = devices.len();
         let mut engine = Engine {
             store,
@@ -301,6 +341,8 @@ impl Engine {
             watched_devices,
             outbox,
             evaluated: Vec::new(),
+            bands,
+            vital_runs: HashMap::new(),
         };
         if !engine.config.grace.is_zero() {
             let until = after(now, engine.config.grace);
@@ -469,6 +511,12 @@ impl Engine {
                     self.help_request(r, new, "help", now)?;
                 }
                 ReadingValue::Fall => self.help_request(r, new, "fall", now)?,
+                ReadingValue::Number(value)
+                | ReadingValue::BloodPressure {
+                    systolic: value, ..
+                } => {
+                    self.check_vital(r, new, value, now)?;
+                }
                 _ => {}
             }
             let Some(state) = self.residents.get_mut(r as usize) else {
@@ -545,6 +593,59 @@ impl Engine {
             // Pressed again while the first is open: tell them again.
             self.update(&open, "repeated", None, Some(cause.to_owned()), now)?;
         }
+        Ok(())
+    }
+
+    /// `vital_out_of_band`: N readings in a row outside the resident's band.
+    /// Data is present, so this is never held.
+    fn check_vital(
+        &mut self,
+        r: u32,
+        new: &NewReading,
+        value: f64,
+        now: Timestamp,
+    ) -> Result<(), AlertingError> {
+        let kind = new.reading.reading_type;
+        let Some(band) = self
+            .bands
+            .get(&(Some(r), kind))
+            .or_else(|| self.bands.get(&(None, kind)))
+            .copied()
+        else {
+            return Ok(());
+        };
+        let low = band.min.is_some_and(|min| value < min);
+        let high = band.max.is_some_and(|max| value > max);
+        let run = self.vital_runs.entry((r, kind)).or_insert(0);
+        if !(low || high) {
+            *run = 0;
+            // Back in band before anyone acknowledged: the condition ended.
+            if let Some(state) = self.residents.get(r as usize)
+                && let Some(open) = self
+                    .store
+                    .unresolved_alert(&resident_subject(&state.resident.id), Rule::VitalOutOfBand)?
+                && open.status == AlertStatus::Open
+                && open.cause.starts_with(kind.as_str())
+            {
+                self.clear(&open, now)?;
+            }
+            return Ok(());
+        }
+        *run += 1;
+        if *run < band.consecutive {
+            return Ok(());
+        }
+        let cause = format!("{}_{}", kind.as_str(), if high { "high" } else { "low" });
+        let episode = format!("{}:{}", kind.as_str(), new.reading.ts.as_millisecond());
+        self.raise(
+            r,
+            Rule::VitalOutOfBand,
+            episode,
+            Severity::Alarm,
+            &cause,
+            Some(&new.device_id),
+            now,
+        )?;
         Ok(())
     }
 

@@ -502,3 +502,51 @@ fn two_hundred_residents_going_silent_together_is_one_system_alert() {
         h.alerts().iter().map(|a| a.rule).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn vitals_out_of_band_alert_after_n_readings_in_a_row() {
+    use ondol_alerting::config::VitalBand;
+    let mut config = quiet_devices();
+    config.vital_bands = vec![
+        VitalBand {
+            resident: None,
+            reading_type: "heart_rate".into(),
+            min: Some(40.0),
+            max: Some(120.0),
+            consecutive: 3,
+        },
+        // This resident's own band wins over everyone's.
+        VitalBand {
+            resident: Some("r-1".into()),
+            reading_type: "heart_rate".into(),
+            min: Some(45.0),
+            max: Some(110.0),
+            consecutive: 2,
+        },
+    ];
+    let mut h = Harness::new(SEOUL, "2026-11-27T00:00:00Z", config);
+    let hr = |h: &mut Harness, bpm: f64| {
+        h.clock.advance(mins(1));
+        h.reading(
+            "gw-1",
+            h.now(),
+            ReadingValue::Number(bpm),
+            ReadingType::HeartRate,
+        );
+    };
+    hr(&mut h, 115.0);
+    hr(&mut h, 80.0); // in band: the run starts again
+    hr(&mut h, 115.0);
+    assert!(h.alerts_of("vital_out_of_band").is_empty());
+    hr(&mut h, 118.0);
+    let alerts = h.alerts_of("vital_out_of_band");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].cause, "heart_rate_high");
+    assert_eq!(alerts[0].severity, Severity::Alarm);
+    // Back in band before anyone acknowledged.
+    hr(&mut h, 72.0);
+    assert_eq!(
+        h.alerts_of("vital_out_of_band")[0].outcome,
+        Some(Outcome::ClearedByResident)
+    );
+}

@@ -549,6 +549,7 @@ mod tests {
         assert_eq!(loaded.webhook_timeout, alerting.webhook_timeout);
         assert_eq!(loaded.retry_max_delay, alerting.retry_max_delay);
         assert_eq!(loaded.give_up_after, alerting.give_up_after);
+        assert_eq!(loaded.vital_bands, alerting.vital_bands);
     }
 
     #[test]
