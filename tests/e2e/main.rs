@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod alerting;
 mod cli;
 mod ingest;
 mod security;

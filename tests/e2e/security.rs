@@ -312,6 +312,35 @@ async fn staff_apps_read_only_their_own_alerts() {
     assert_eq!(cw.wait_for(|s| *s == Seen::Closed).await, Seen::Closed);
 }
 
+/// In demo mode (anonymous devices allowed) a caseworker identity is still
+/// never given away: a staff app needs the staff token.
+#[tokio::test]
+async fn demo_mode_still_checks_staff_tokens() {
+    let server = start_secure(ROSTER, "allow_anonymous = true", "", ENV).await;
+    let port = server.mqtt_port;
+    let mut impostor = Client::connect(port, "cw-1:x", Some(("cw-1", "guess")), None);
+    assert!(!impostor.admitted().await, "a wrong token is refused");
+    let mut anonymous = Client::connect(port, "cw-1", None, None);
+    assert!(anonymous.admitted().await, "anonymous devices are allowed");
+    anonymous
+        .client
+        .subscribe("ondol/v1/caseworkers/cw-1/alerts", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous.wait_for(|s| *s == Seen::Closed).await,
+        Seen::Closed,
+        "but an anonymous client is a device, not a caseworker"
+    );
+    let mut cw = Client::connect(port, "cw-1:phone", Some(("cw-1", CW_TOKEN)), None);
+    assert!(cw.admitted().await);
+    cw.client
+        .subscribe("ondol/v1/caseworkers/cw-1/alerts", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    assert!(matches!(cw.next().await, Seen::SubAck(_)));
+}
+
 #[tokio::test]
 async fn device_cli_adds_rotates_and_revokes_without_a_restart() {
     let server = server().await;

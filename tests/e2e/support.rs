@@ -589,3 +589,69 @@ impl TestServer {
         self.child.as_ref().expect("running").id()
     }
 }
+
+impl TestServer {
+    /// Like [`start_custom`](Self::start_custom), with extra environment
+    /// variables for the process (secrets are read from the environment).
+    pub async fn start_custom_env(
+        roster_toml: &str,
+        extra_config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let roster = dir.path().join("registry.toml");
+        std::fs::write(&roster, roster_toml).expect("write roster");
+        let mqtt_port = free_port();
+        let config_path = dir.path().join("ondol.toml");
+        let config = format!(
+            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
+            data = dir.path().join("data"),
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("ondol.log"))
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ondol");
+        let mut server = TestServer {
+            dir,
+            mqtt_port,
+            config_path,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "ondol exited during start-up with {status}:\n{}",
+                    server.log()
+                );
+            }
+            if mqtt_answers(mqtt_port).await {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ondol never became ready:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -225,6 +225,11 @@ impl AccessList {
     /// Whether a connection admitted as `identity` may go on: the device is
     /// not revoked and its secret has not been rotated since; the staff
     /// member is still on the roster with the same role.
+    /// Whether `name` is a staff member of this list.
+    pub fn is_staff(&self, name: &str) -> bool {
+        self.staff.contains_key(name)
+    }
+
     pub fn is_current(&self, identity: &Identity) -> bool {
         match identity {
             Identity::Device { id, secret } => match self.devices.get(id) {

@@ -264,13 +264,13 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
     probe
 }
 
-/// Bytes a per-device or per-staff subscription (receipts, alerts) keeps.
-/// rumqttd keeps every filter's log up to `segment size × count` whether or
-/// not it was read, so with the same ring for every filter memory would grow
-/// with the number of devices (measured: ~800 MiB for 200 devices within a
-/// minute of load). A device that falls this far behind its receipts
-/// resends instead.
-const SMALL_SEGMENT_BYTES: usize = 256 * 1024;
+/// Bytes each segment of a per-device or per-staff subscription (receipts,
+/// alerts) keeps; there are two. rumqttd keeps every filter's log up to
+/// `segment size × count` whether or not it was read, so this bounds the
+/// broker's memory per device for good (worst case about 128 KiB, some
+/// 1,000 receipts, per device). A device that falls further behind its own
+/// receipts loses the oldest and resends: duplicates, never loss.
+const SMALL_SEGMENT_BYTES: usize = 64 * 1024;
 
 fn router_config(config: &BrokerConfig) -> RouterConfig {
     // Ingest's filters get the large ring: falling behind it loses messages

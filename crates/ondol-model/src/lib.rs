@@ -6,9 +6,11 @@
 //! - [`wire`]: decoding device messages (Ondol JSON and SenML packs), status
 //!   messages, receipts and the topic layout.
 //! - [`roster`]: residents, devices, staff and check-in plans.
+//! - [`alert`]: alert rules, severities, lifecycle and outcomes (DESIGN §4).
 //! - [`backoff`]: jittered exponential backoff for reconnects.
 //! - [`clock`]: the injected wall clock ([`Clock`]) with a manual one for tests.
 
+pub mod alert;
 pub mod backoff;
 pub mod clock;
 pub mod id;

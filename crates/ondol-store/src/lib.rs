@@ -8,6 +8,8 @@
 //!
 //! - [`Store`] (this file): opening, migrating, importing the roster,
 //!   committing ingest batches.
+//! - [`alerts`]: alerts, transitions, the notification outbox and
+//!   alerting's timer state.
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
 //! - [`sink`]: the time-series sink seam ([`TimeseriesSink`]) and the
 //!   embedded SQLite sink.
@@ -21,6 +23,7 @@
 //! survives a power loss, not only a crash of the process. Ingest publishes a
 //! receipt only after that.
 
+pub mod alerts;
 pub mod batch;
 mod credentials;
 mod error;

@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DEVICE_CREDENTIALS];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DEVICE_CREDENTIALS, V3_ALERTING];
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -204,6 +204,114 @@ const V2_DEVICE_CREDENTIALS: &str = r#"
 -- secret is issued.
 ALTER TABLE devices ADD COLUMN revoked_ms INTEGER;
 ALTER TABLE devices ADD COLUMN credential_changed_ms INTEGER;
+"#;
+
+const V3_ALERTING: &str = r#"
+-- Alerting (DESIGN §4): alerts, every transition, the notification outbox
+-- and the timer state that must survive a restart.
+
+-- One row per occurrence of a condition. `subject` is what the alert is
+-- about: the resident id, the device id for device_offline, or 'system' for
+-- system_outage. `episode` names the occurrence (the local date of a missed
+-- check-in, the start of a silence), so raising it again after a restart
+-- changes nothing.
+CREATE TABLE alerts (
+    id                 INTEGER PRIMARY KEY,
+    rule               TEXT NOT NULL,
+    subject            TEXT NOT NULL,
+    resident_id        TEXT,
+    device_id          TEXT,
+    episode            TEXT NOT NULL,
+    severity           TEXT NOT NULL,
+    -- Why: no_checkin, no_activity, no_data, help, fall, silent, will_offline, mass_silence, broker_unreachable.
+    cause              TEXT NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('open', 'acknowledged', 'resolved')),
+    outcome            TEXT,
+    -- The resident's local date when it opened (the rollup's day).
+    local_date         TEXT,
+    opened_ms          INTEGER NOT NULL,
+    updated_ms         INTEGER NOT NULL,
+    acked_ms           INTEGER,
+    acked_by           TEXT,
+    resolved_ms        INTEGER,
+    resolved_by        TEXT,
+    escalations        INTEGER NOT NULL DEFAULT 0,
+    -- When the next escalation is due while nobody acknowledges; NULL = none.
+    next_escalation_ms INTEGER,
+    -- Notification events so far; numbers the idempotency key of the next.
+    events             INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (subject, rule, episode)
+);
+
+-- One open alert per (subject, rule).
+CREATE UNIQUE INDEX alerts_one_open ON alerts (subject, rule) WHERE status <> 'resolved';
+CREATE INDEX alerts_by_status ON alerts (status, opened_ms);
+CREATE INDEX alerts_by_resident ON alerts (resident_id, opened_ms);
+
+-- Every change of an alert, with who made it and when.
+CREATE TABLE alert_transitions (
+    id        INTEGER PRIMARY KEY,
+    alert_id  INTEGER NOT NULL,
+    at_ms     INTEGER NOT NULL,
+    -- 'system' or a staff id.
+    actor     TEXT NOT NULL,
+    -- opened, raised (a higher tier), repeated, escalated, acknowledged, resolved.
+    event     TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    severity  TEXT,
+    outcome   TEXT,
+    note      TEXT
+);
+
+CREATE INDEX alert_transitions_by_alert ON alert_transitions (alert_id, id);
+
+-- Notifications waiting to be delivered or delivered, written in the same
+-- transaction as the alert change that caused them. Delivery is at least
+-- once; receivers drop repeats by idempotency_key.
+CREATE TABLE notification_outbox (
+    id              INTEGER PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    alert_id        INTEGER,
+    channel         TEXT NOT NULL CHECK (channel IN ('mqtt', 'webhook')),
+    -- mqtt: the topic; webhook: the staff id addressed ('' for system alerts).
+    target          TEXT NOT NULL,
+    payload         BLOB NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    delivered_ms    INTEGER,
+    -- Set when delivery was given up (an operator must act).
+    failed_ms       INTEGER,
+    last_error      TEXT
+);
+
+CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_ms)
+    WHERE delivered_ms IS NULL AND failed_ms IS NULL;
+
+-- Timer state per watched subject (resident or device): since when it is
+-- watched (its first deadlines count from here) and the last local date
+-- whose check-in deadline was evaluated.
+CREATE TABLE alert_watch (
+    subject           TEXT PRIMARY KEY NOT NULL,
+    since_ms          INTEGER NOT NULL,
+    checkin_evaluated TEXT
+) WITHOUT ROWID;
+
+-- The alert part of the resident-day rollup (DESIGN §6): how many alerts
+-- opened that day, and per alert its rule, seconds to acknowledge and to
+-- resolve, and outcome.
+ALTER TABLE resident_days ADD COLUMN alerts INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE resident_day_alerts (
+    resident_id        TEXT NOT NULL,
+    local_date         TEXT NOT NULL,
+    alert_id           INTEGER NOT NULL,
+    rule               TEXT NOT NULL,
+    seconds_to_ack     INTEGER,
+    seconds_to_resolve INTEGER,
+    outcome            TEXT,
+    PRIMARY KEY (resident_id, local_date, alert_id)
+) WITHOUT ROWID;
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

@@ -34,6 +34,8 @@ enum Command {
     /// Add devices, rotate their secrets, revoke them.
     #[command(subcommand)]
     Device(device_cli::DeviceCommand),
+    /// Work alerts: list, acknowledge, resolve.
+    Alerts(crate::alerts_cli::AlertsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +95,7 @@ pub fn main() -> ExitCode {
             device_cli::run(command, &config)
         }
         Command::Config(ConfigCommand::Check(args)) => check(&args),
+        Command::Alerts(args) => crate::alerts_cli::main(args),
         Command::Config(ConfigCommand::Print(args)) => {
             let Some(config) = load(&args) else {
                 return ExitCode::from(2);

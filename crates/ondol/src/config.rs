@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ondol_alerting::AlertingConfig;
 use ondol_broker::BrokerConfig;
 use ondol_ingest::IngestConfig;
 use serde::Deserialize;
@@ -29,6 +30,7 @@ pub struct Config {
     pub timeseries: TimeseriesConfig,
     pub log: LogConfig,
     pub simulator: SimulatorConfig,
+    pub alerting: AlertingConfig,
     /// The merged tree, for `config print`.
     pub merged: toml::Table,
 }
@@ -210,6 +212,7 @@ impl Config {
             section::<TimeseriesConfig>(&merged, "timeseries", &origins, &mut problems);
         let log = section::<LogConfig>(&merged, "log", &origins, &mut problems);
         let simulator = section::<SimulatorConfig>(&merged, "simulator", &origins, &mut problems);
+        let alerting = section::<AlertingConfig>(&merged, "alerting", &origins, &mut problems);
         for key in merged.keys() {
             if ![
                 "mqtt",
@@ -219,13 +222,14 @@ impl Config {
                 "timeseries",
                 "log",
                 "simulator",
+                "alerting",
             ]
             .contains(&key.as_str())
             {
                 problems.push(ConfigProblem {
                     origin: origins.of(key),
                     key: key.clone(),
-                    message: "unknown section; the sections are mqtt, ingest, storage, registry, timeseries, log and simulator".into(),
+                    message: "unknown section; the sections are mqtt, ingest, storage, registry, timeseries, log, simulator and alerting".into(),
                 });
             }
         }
@@ -239,7 +243,10 @@ impl Config {
             Some(timeseries),
             Some(log),
             Some(simulator),
-        ) = (mqtt, ingest, storage, registry, timeseries, log, simulator)
+            Some(alerting),
+        ) = (
+            mqtt, ingest, storage, registry, timeseries, log, simulator, alerting,
+        )
         else {
             return Err(ConfigErrors {
                 problems,
@@ -254,6 +261,7 @@ impl Config {
             timeseries,
             log,
             simulator,
+            alerting,
             merged,
         };
         problems.extend(config.semantic_problems(&origins));
@@ -279,6 +287,9 @@ impl Config {
         };
         for (key, message) in self.ingest.problems() {
             problem(&format!("ingest.{key}"), message);
+        }
+        for (key, message) in self.alerting.problems() {
+            problem(&format!("alerting.{key}"), message);
         }
         if self.mqtt.max_connections == 0 {
             problem("mqtt.max_connections", "must be at least 1".into());
@@ -578,6 +589,28 @@ mod tests {
             mqtt.tls.reload_check_interval
         );
         assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
+        let alerting = AlertingConfig::default();
+        let loaded = &config.alerting;
+        assert_eq!(loaded.enabled, alerting.enabled);
+        assert_eq!(loaded.inactivity_caution, alerting.inactivity_caution);
+        assert_eq!(loaded.inactivity_alarm, alerting.inactivity_alarm);
+        assert_eq!(loaded.inactivity_danger, alerting.inactivity_danger);
+        assert_eq!(loaded.device_silent_after, alerting.device_silent_after);
+        assert_eq!(loaded.mass_silence_share, alerting.mass_silence_share);
+        assert_eq!(loaded.mass_silence_window, alerting.mass_silence_window);
+        assert_eq!(
+            loaded.mass_silence_min_devices,
+            alerting.mass_silence_min_devices
+        );
+        assert_eq!(loaded.grace, alerting.grace);
+        assert_eq!(loaded.ack_timeout, alerting.ack_timeout);
+        assert_eq!(loaded.repeat_every, alerting.repeat_every);
+        assert_eq!(loaded.webhook_url, alerting.webhook_url);
+        assert_eq!(loaded.webhook_secret_env, alerting.webhook_secret_env);
+        assert_eq!(loaded.webhook_timeout, alerting.webhook_timeout);
+        assert_eq!(loaded.retry_max_delay, alerting.retry_max_delay);
+        assert_eq!(loaded.give_up_after, alerting.give_up_after);
+        assert_eq!(loaded.vital_bands, alerting.vital_bands);
     }
 
     #[test]

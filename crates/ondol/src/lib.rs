@@ -1,6 +1,8 @@
 //! The `ondol` binary: the only composition root. It reads the config file,
 //! environment and command line, and wires the crates together.
 //!
+//! - [`alerting`]: alerting's tasks and the bridge from ingest.
+//! - [`alerts_cli`]: `ondol alerts list|ack|resolve`.
 //! - [`cli`]: commands and their `--help`.
 //! - [`config`]: layered configuration and its validation.
 //! - [`roster`]: loading the roster file into the store.
@@ -10,6 +12,8 @@
 //! - [`credentials`]: device secrets (Argon2id) and the broker's access list.
 //! - [`device_cli`]: `ondol device add|rotate-secret|revoke`.
 
+pub mod alerting;
+pub mod alerts_cli;
 pub mod cli;
 pub mod config;
 pub mod credentials;

@@ -3,7 +3,7 @@
 //!
 //! 1. store opened and roster imported;
 //! 2. embedded broker router started, ingest's link subscribed;
-//! 3. ingest running;
+//! 3. alerting (engine and notification delivery), then ingest running;
 //! 4. only then the device listener (a publish nobody is subscribed to would
 //!    be acknowledged and dropped by rumqttd);
 //! 5. with `--demo`, the simulated fleet.
@@ -104,14 +104,15 @@ pub async fn run(
         ),
     };
 
+    let alerting = crate::alerting::start(&config, router.as_ref()).await?;
+
     let ingest_shutdown = CancellationToken::new();
     let mut ingest = tokio::spawn(ondol_ingest::run(
         config.ingest.clone(),
         link,
         store,
         roster_index,
-        // Alerting subscribes here once it exists.
-        None,
+        alerting.as_ref().map(|a| a.committed.clone()),
         stats.clone(),
         ingest_shutdown.clone(),
     ));
@@ -149,7 +150,11 @@ pub async fn run(
         .await?
         .context("cannot start the embedded MQTT broker (key mqtt.listen)")?;
         device_port = Some(listener.addr.port());
-        tokio::spawn(watch_router(router.clone(), shutdown.clone()));
+        tokio::spawn(watch_router(
+            router.clone(),
+            alerting.as_ref().map(|a| a.outages.clone()),
+            shutdown.clone(),
+        ));
         tls_front = start_tls(&config, listener.loopback(), shutdown.clone()).await?;
     }
 
@@ -203,7 +208,21 @@ pub async fn run(
         }
     }
     ingest_shutdown.cancel();
-    match tokio::time::timeout(DRAIN_TIMEOUT, ingest).await {
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, ingest).await;
+    if let Some(alerting) = alerting {
+        // Ingest has handed over its last batch: alerting applies it.
+        match tokio::time::timeout(DRAIN_TIMEOUT, alerting.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(
+                error = format!("{error:#}"),
+                "alerting stopped with an error"
+            ),
+            Err(_) => tracing::error!(
+                "alerting did not stop within {DRAIN_TIMEOUT:?}; undelivered notifications stay in the outbox"
+            ),
+        }
+    }
+    match drained {
         Ok(Ok(Ok(()))) => {
             tracing::info!(totals = %stats.snapshot(), "ondol stopped cleanly");
             Ok(())
@@ -257,7 +276,11 @@ async fn start_tls(
 
 /// rumqttd's router thread can die silently, after which every connection
 /// fails; say so loudly.
-async fn watch_router(router: Router, shutdown: CancellationToken) {
+async fn watch_router(
+    router: Router,
+    alerting: Option<tokio::sync::mpsc::Sender<ondol_alerting::Input>>,
+    shutdown: CancellationToken,
+) {
     let mut healthy = true;
     loop {
         tokio::select! {
@@ -274,6 +297,14 @@ async fn watch_router(router: Router, shutdown: CancellationToken) {
             );
         } else if !healthy {
             tracing::info!("the embedded MQTT router answers again");
+        }
+        if answered != healthy
+            && let Some(alerting) = &alerting
+        {
+            // Our outage: alerting holds resident alerts and tells supervisors.
+            let _ = alerting
+                .send(crate::alerting::broker_outage(!answered))
+                .await;
         }
         healthy = answered;
     }

@@ -1,0 +1,1166 @@
+//! The rule engine: per-resident and per-device state in memory, one
+//! ordered set of deadlines, and the store as the record of every alert.
+//!
+//! Nothing here scans the roster on a tick: each resident and device has at
+//! most a few entries in `timers` (a `BTreeSet` ordered by time, as
+//! mini-redis orders expiries), and [`Engine::tick`] pops only those that
+//! are due. Data arriving moves the affected entries.
+//!
+//! Alert state lives in the store, not here: whether an alert is open,
+//! acknowledged or resolved is read back when it matters (an escalation
+//! checks the alert before it escalates), so a caseworker acknowledging from
+//! another process (the CLI) is honoured. What is in memory is rebuilt from
+//! the store at start-up ([`Engine::start`]).
+//!
+//! Holding (DESIGN §4): a deadline of a missing-data rule that comes while
+//! Ondol is in an outage, or inside the grace period after a start or a
+//! recovery, is parked; when the hold ends every parked deadline is
+//! evaluated again against the data that arrived in the meantime.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::civil::Date;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::Notify;
+
+use ondol_model::alert::{AlertStatus, Outcome, Rule, Severity};
+use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
+use ondol_model::roster::{Resident, StaffRole};
+use ondol_model::{Clock, DeviceId, ResidentId, StaffId};
+use ondol_store::alerts::{AlertRow, AlertUpdate, NewAlert, Raised, SYSTEM_ACTOR};
+use ondol_store::{NewReading, StatusUpdate, Store};
+
+use crate::config::AlertingConfig;
+use crate::error::AlertingError;
+use crate::notification::{self, Audience};
+use crate::schedule;
+
+/// Why Ondol itself cannot see: each source of an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutageSource {
+    /// The MQTT broker does not answer.
+    Broker,
+    /// A large share of devices went silent together.
+    MassSilence,
+}
+
+impl OutageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutageSource::Broker => "broker_unreachable",
+            OutageSource::MassSilence => "mass_silence",
+        }
+    }
+}
+
+/// A deadline. Indices point into `Engine::residents` / `Engine::devices`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Timer {
+    /// The check-in deadline of the resident's next watched day.
+    Checkin(u32),
+    /// The next inactivity tier of the resident.
+    Inactivity(u32),
+    /// The device has been silent past its cadence.
+    DeviceSilent(u32),
+    /// The device is still silent after the mass-silence window: its own problem.
+    DeviceConfirm(u32),
+    /// An unacknowledged alert escalates (by alert id).
+    Escalate(i64),
+    /// The grace period ends.
+    HoldEnd,
+}
+
+impl Timer {
+    /// Deadlines that fire because data is missing are held.
+    fn is_held(self) -> bool {
+        matches!(
+            self,
+            Timer::Checkin(_)
+                | Timer::Inactivity(_)
+                | Timer::DeviceSilent(_)
+                | Timer::DeviceConfirm(_)
+        )
+    }
+}
+
+#[derive(Debug)]
+struct ResidentState {
+    resident: Resident,
+    /// Devices bound to the resident now.
+    devices: Vec<u32>,
+    /// Watched since: the first deadlines count from here.
+    since: Timestamp,
+    last_activity: Option<Timestamp>,
+    checkin_evaluated: Option<Date>,
+    /// The day whose check-in deadline is scheduled.
+    checkin_day: Option<Date>,
+}
+
+#[derive(Debug)]
+struct DeviceState {
+    id: DeviceId,
+    resident: Option<u32>,
+    since: Timestamp,
+    last_heard: Option<Timestamp>,
+    /// Since when the device counts as silent (`None`: heard recently).
+    silent_since: Option<Timestamp>,
+    /// Why: `silent` (past its cadence) or `will_offline`.
+    silent_cause: &'static str,
+}
+
+/// Counts for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub residents: usize,
+    pub devices: usize,
+    pub timers: usize,
+    pub parked: usize,
+}
+
+/// The alerting rules over the whole roster.
+pub struct Engine {
+    store: Store,
+    config: AlertingConfig,
+    clock: Arc<dyn Clock>,
+    webhook: bool,
+    residents: Vec<ResidentState>,
+    resident_index: HashMap<ResidentId, u32>,
+    devices: Vec<DeviceState>,
+    device_index: HashMap<DeviceId, u32>,
+    /// Supervisors with the region they oversee (`None`: every region).
+    supervisors: Vec<(Option<String>, StaffId)>,
+    timers: BTreeSet<(Timestamp, Timer)>,
+    /// When each timer in `timers` is due (to move or drop it).
+    due: HashMap<Timer, Timestamp>,
+    /// Deadlines held back until the hold ends.
+    parked: BTreeSet<Timer>,
+    /// The grace period runs until then.
+    hold_until: Option<Timestamp>,
+    outages: BTreeSet<OutageSource>,
+    /// The open system alert, if any.
+    outage_alert: Option<i64>,
+    /// When devices went silent lately (the mass-silence window).
+    recent_silences: VecDeque<Timestamp>,
+    silent_devices: usize,
+    watched_devices: usize,
+    /// Woken whenever notifications were queued.
+    outbox: Arc<Notify>,
+    /// Check-in days evaluated in this tick, not yet recorded.
+    evaluated: Vec<(String, Date)>,
+    /// Vital bands: per resident (`Some(index)`) or for everyone (`None`).
+    bands: HashMap<(Option<u32>, ReadingType), Band>,
+    /// Readings outside their band in a row, per resident and type.
+    vital_runs: HashMap<(u32, ReadingType), u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Band {
+    min: Option<f64>,
+    max: Option<f64>,
+    consecutive: u32,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("stats", &self.stats())
+            .field("outages", &self.outages)
+            .field("hold_until", &self.hold_until)
+            .finish_non_exhaustive()
+    }
+}
+
+fn after(at: Timestamp, by: Duration) -> Timestamp {
+    let by = SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX);
+    at.saturating_add(by).unwrap_or(Timestamp::MAX)
+}
+
+fn resident_subject(id: &ResidentId) -> String {
+    format!("resident:{id}")
+}
+
+fn device_subject(id: &DeviceId) -> String {
+    format!("device:{id}")
+}
+
+const SYSTEM_SUBJECT: &str = "system";
+
+impl Engine {
+    /// Loads the roster, activity, device state and unresolved alerts from
+    /// `store` and schedules every deadline. Everything missing-data related
+    /// is held for the grace period after this start.
+    pub fn start(
+        mut store: Store,
+        config: AlertingConfig,
+        clock: Arc<dyn Clock>,
+        webhook: bool,
+        outbox: Arc<Notify>,
+    ) -> Result<Engine, AlertingError> {
+        let now = clock.now();
+        let roster = store.load_roster()?;
+        let watch: HashMap<String, (Timestamp, Option<Date>)> = store
+            .watch_states()?
+            .into_iter()
+            .map(|(subject, since, evaluated)| (subject, (since, evaluated)))
+            .collect();
+        let mut new_subjects = Vec::new();
+
+        let mut residents = Vec::with_capacity(roster.residents.len());
+        let mut resident_index = HashMap::with_capacity(roster.residents.len());
+        for resident in roster.residents {
+            let subject = resident_subject(&resident.id);
+            let (since, evaluated) = match watch.get(&subject) {
+                Some(state) => *state,
+                None => {
+                    new_subjects.push(subject);
+                    (now, None)
+                }
+            };
+            let index = u32::try_from(residents.len()).unwrap_or(u32::MAX);
+            resident_index.insert(resident.id.clone(), index);
+            residents.push(ResidentState {
+                resident,
+                devices: Vec::new(),
+                since,
+                last_activity: None,
+                checkin_evaluated: evaluated,
+                checkin_day: None,
+            });
+        }
+        for row in store.all_resident_activity()? {
+            if let Some(&i) = resident_index.get(&row.resident_id)
+                && let Some(state) = residents.get_mut(i as usize)
+            {
+                state.last_activity = row.last_activity_at;
+            }
+        }
+
+        let mut devices = Vec::new();
+        let mut device_index = HashMap::new();
+        for device in roster.devices.iter().filter(|d| d.active) {
+            let Some(resident) = device
+                .resident_at(now)
+                .and_then(|r| resident_index.get(r).copied())
+            else {
+                continue;
+            };
+            let subject = device_subject(&device.id);
+            let since = match watch.get(&subject) {
+                Some((since, _)) => *since,
+                None => {
+                    new_subjects.push(subject);
+                    now
+                }
+            };
+            let index = u32::try_from(devices.len()).unwrap_or(u32::MAX);
+            device_index.insert(device.id.clone(), index);
+            if let Some(state) = residents.get_mut(resident as usize) {
+                state.devices.push(index);
+            }
+            devices.push(DeviceState {
+                id: device.id.clone(),
+                resident: Some(resident),
+                since,
+                last_heard: None,
+                silent_since: None,
+                silent_cause: "silent",
+            });
+        }
+        let mut will_offline = Vec::new();
+        for row in store.all_device_states()? {
+            if let Some(&i) = device_index.get(&row.device_id)
+                && let Some(state) = devices.get_mut(i as usize)
+            {
+                state.last_heard = row.last_seen_at.max(row.last_status_at);
+                if row.online == Some(false) {
+                    will_offline.push(i);
+                }
+            }
+        }
+        let subjects: Vec<(&str, Timestamp)> =
+            new_subjects.iter().map(|s| (s.as_str(), now)).collect();
+        store.start_watching(&subjects)?;
+
+        let supervisors = roster
+            .staff
+            .iter()
+            .filter(|s| s.role == StaffRole::Supervisor)
+            .map(|s| (s.region.clone(), s.id.clone()))
+            .collect();
+
+        let mut bands = HashMap::new();
+        for band in &config.vital_bands {
+            let Some(kind) = crate::config::vital_type(&band.reading_type) else {
+                continue;
+            };
+            let who = match &band.resident {
+                None => None,
+                Some(id) => match id
+                    .parse::<ResidentId>()
+                    .ok()
+                    .and_then(|id| resident_index.get(&id))
+                {
+                    Some(&r) => Some(r),
+                    None => {
+                        tracing::warn!(resident = %id, "a vital band names a resident who is not on the roster; ignored");
+                        continue;
+                    }
+                },
+            };
+            bands.insert(
+                (who, kind),
+                Band {
+                    min: band.min,
+                    max: band.max,
+                    consecutive: band.consecutive.max(1),
+                },
+            );
+        }
+
+        let watched_devices = devices.len();
+        let mut engine = Engine {
+            store,
+            config,
+            clock,
+            webhook,
+            residents,
+            resident_index,
+            devices,
+            device_index,
+            supervisors,
+            timers: BTreeSet::new(),
+            due: HashMap::new(),
+            parked: BTreeSet::new(),
+            hold_until: None,
+            outages: BTreeSet::new(),
+            outage_alert: None,
+            recent_silences: VecDeque::new(),
+            silent_devices: 0,
+            watched_devices,
+            outbox,
+            evaluated: Vec::new(),
+            bands,
+            vital_runs: HashMap::new(),
+        };
+        if !engine.config.grace.is_zero() {
+            let until = after(now, engine.config.grace);
+            engine.hold_until = Some(until);
+            engine.schedule(Timer::HoldEnd, Some(until));
+        }
+        for i in 0..engine.residents.len() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            engine.schedule_checkin(i);
+            engine.schedule_inactivity(i, now, true);
+        }
+        for i in 0..engine.devices.len() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            engine.schedule_device(i);
+        }
+        for i in will_offline {
+            // The Will said offline: silent as of now (held like any other).
+            engine.schedule(Timer::DeviceSilent(i), Some(now));
+            if let Some(d) = engine.devices.get_mut(i as usize) {
+                d.silent_cause = "will_offline";
+            }
+        }
+        for alert in engine.store.unresolved_alerts()? {
+            if alert.rule == Rule::SystemOutage {
+                engine.outage_alert = Some(alert.id);
+            }
+            if alert.status == AlertStatus::Open
+                && let Some(next) = alert.next_escalation_at
+            {
+                engine.schedule(Timer::Escalate(alert.id), Some(next));
+            }
+        }
+        Ok(engine)
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            residents: self.residents.len(),
+            devices: self.devices.len(),
+            timers: self.timers.len(),
+            parked: self.parked.len(),
+        }
+    }
+
+    /// The earliest deadline, if any: when [`tick`](Self::tick) has work.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Whether missing-data alerts are being held now.
+    pub fn holding(&self) -> bool {
+        self.holding_at(self.clock.now())
+    }
+
+    fn holding_at(&self, now: Timestamp) -> bool {
+        !self.outages.is_empty() || self.hold_until.is_some_and(|until| now < until)
+    }
+
+    /// The store, for reads (tests, the benchmark).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn schedule(&mut self, timer: Timer, at: Option<Timestamp>) {
+        if let Some(old) = self.due.remove(&timer) {
+            self.timers.remove(&(old, timer));
+        }
+        self.parked.remove(&timer);
+        if let Some(at) = at {
+            self.timers.insert((at, timer));
+            self.due.insert(timer, at);
+        }
+    }
+
+    /// Fires every deadline that is due. On a store error the deadline that
+    /// failed is tried again a little later.
+    pub fn tick(&mut self) -> Result<usize, AlertingError> {
+        let now = self.clock.now();
+        let mut fired = 0;
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, timer));
+            self.due.remove(&timer);
+            if let Err(error) = self.fire(timer, now) {
+                self.schedule(timer, Some(after(now, Duration::from_secs(5))));
+                self.record_evaluations()?;
+                return Err(error);
+            }
+            fired += 1;
+        }
+        self.record_evaluations()?;
+        Ok(fired)
+    }
+
+    fn record_evaluations(&mut self) -> Result<(), AlertingError> {
+        if self.evaluated.is_empty() {
+            return Ok(());
+        }
+        self.store.checkins_evaluated(&self.evaluated)?;
+        self.evaluated.clear();
+        Ok(())
+    }
+
+    fn fire(&mut self, timer: Timer, now: Timestamp) -> Result<(), AlertingError> {
+        if timer.is_held() && self.holding_at(now) {
+            self.parked.insert(timer);
+            return Ok(());
+        }
+        match timer {
+            Timer::Checkin(r) => self.evaluate_checkin(r, now),
+            Timer::Inactivity(r) => self.evaluate_inactivity(r, now),
+            Timer::DeviceSilent(d) => {
+                self.device_went_silent(d, now);
+                Ok(())
+            }
+            Timer::DeviceConfirm(d) => self.confirm_device_offline(d, now),
+            Timer::Escalate(id) => self.escalate(id, now),
+            Timer::HoldEnd => self.end_hold(now),
+        }
+    }
+
+    fn end_hold(&mut self, now: Timestamp) -> Result<(), AlertingError> {
+        if !self.outages.is_empty() {
+            return Ok(());
+        }
+        if self.hold_until.is_some_and(|until| now < until) {
+            return Ok(());
+        }
+        self.hold_until = None;
+        if let Some(id) = self.outage_alert.take() {
+            self.resolve_if_open(id, now)?;
+        }
+        let parked = std::mem::take(&mut self.parked);
+        tracing::info!(
+            held = parked.len(),
+            "hold ended; re-evaluating held deadlines"
+        );
+        // Silence first, so the mass-silence check sees every device before
+        // any device alert is confirmed.
+        let (first, rest): (Vec<Timer>, Vec<Timer>) = parked
+            .into_iter()
+            .partition(|t| matches!(t, Timer::DeviceSilent(_)));
+        for timer in first.into_iter().chain(rest) {
+            // Re-queued at `now`, so a failure retries through `tick`.
+            self.schedule(timer, Some(now));
+        }
+        Ok(())
+    }
+
+    // ---- data in ----
+
+    /// Readings newly stored by ingest.
+    pub fn on_readings(&mut self, readings: &[NewReading]) -> Result<(), AlertingError> {
+        let now = self.clock.now();
+        for new in readings {
+            if let Some(&d) = self.device_index.get(&new.device_id) {
+                self.device_heard(d, new.received_at, now)?;
+            }
+            let Some(&r) = self.resident_index.get(&new.resident_id) else {
+                continue;
+            };
+            match new.reading.value {
+                ReadingValue::Checkin(CheckinValue::Help) => {
+                    self.help_request(r, new, "help", now)?;
+                }
+                ReadingValue::Fall => self.help_request(r, new, "fall", now)?,
+                ReadingValue::Number(value)
+                | ReadingValue::BloodPressure {
+                    systolic: value, ..
+                } => {
+                    self.check_vital(r, new, value, now)?;
+                }
+                _ => {}
+            }
+            let Some(state) = self.residents.get_mut(r as usize) else {
+                continue;
+            };
+            let ts = new.reading.ts;
+            if new.counts_as_activity && state.last_activity.is_none_or(|last| ts > last) {
+                state.last_activity = Some(ts);
+                self.activity_seen(r, now)?;
+            }
+            let passive = self
+                .residents
+                .get(r as usize)
+                .is_some_and(|s| s.resident.checkin.passive);
+            let checked_in = new.reading.value == ReadingValue::Checkin(CheckinValue::Ok)
+                || (passive && new.counts_as_activity);
+            if checked_in {
+                self.late_checkin(r, new.local_date, now)?;
+            }
+        }
+        self.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Status messages and Wills.
+    pub fn on_statuses(&mut self, statuses: &[StatusUpdate]) -> Result<(), AlertingError> {
+        let now = self.clock.now();
+        for update in statuses {
+            let Some(&d) = self.device_index.get(&update.device_id) else {
+                continue;
+            };
+            if update.status.online {
+                self.device_heard(d, update.received_at, now)?;
+            } else {
+                if let Some(device) = self.devices.get_mut(d as usize) {
+                    device.last_heard = device.last_heard.max(Some(update.received_at));
+                    device.silent_cause = "will_offline";
+                }
+                self.schedule(Timer::DeviceSilent(d), Some(now));
+            }
+        }
+        self.outbox.notify_one();
+        Ok(())
+    }
+
+    /// An outage of ours starts or ends (the broker probe, the store).
+    pub fn set_outage(&mut self, source: OutageSource, down: bool) -> Result<(), AlertingError> {
+        let now = self.clock.now();
+        if down {
+            self.start_outage(source, now)
+        } else {
+            self.end_outage(source, now)
+        }
+    }
+
+    fn help_request(
+        &mut self,
+        r: u32,
+        new: &NewReading,
+        cause: &'static str,
+        now: Timestamp,
+    ) -> Result<(), AlertingError> {
+        let episode = format!("{}:{}", new.device_id, new.reading.ts.as_millisecond());
+        let raised = self.raise(
+            r,
+            Rule::HelpRequest,
+            episode,
+            Severity::Critical,
+            cause,
+            Some(&new.device_id),
+            now,
+        )?;
+        if let Raised::AlreadyOpen(open) = raised {
+            // Pressed again while the first is open: tell them again.
+            self.update(&open, "repeated", None, Some(cause.to_owned()), now)?;
+        }
+        Ok(())
+    }
+
+    /// `vital_out_of_band`: N readings in a row outside the resident's band.
+    /// Data is present, so this is never held.
+    fn check_vital(
+        &mut self,
+        r: u32,
+        new: &NewReading,
+        value: f64,
+        now: Timestamp,
+    ) -> Result<(), AlertingError> {
+        let kind = new.reading.reading_type;
+        let Some(band) = self
+            .bands
+            .get(&(Some(r), kind))
+            .or_else(|| self.bands.get(&(None, kind)))
+            .copied()
+        else {
+            return Ok(());
+        };
+        let low = band.min.is_some_and(|min| value < min);
+        let high = band.max.is_some_and(|max| value > max);
+        let run = self.vital_runs.entry((r, kind)).or_insert(0);
+        if !(low || high) {
+            *run = 0;
+            // Back in band before anyone acknowledged: the condition ended.
+            if let Some(state) = self.residents.get(r as usize)
+                && let Some(open) = self
+                    .store
+                    .unresolved_alert(&resident_subject(&state.resident.id), Rule::VitalOutOfBand)?
+                && open.status == AlertStatus::Open
+                && open.cause.starts_with(kind.as_str())
+            {
+                self.clear(&open, now)?;
+            }
+            return Ok(());
+        }
+        *run += 1;
+        if *run < band.consecutive {
+            return Ok(());
+        }
+        let cause = format!("{}_{}", kind.as_str(), if high { "high" } else { "low" });
+        let episode = format!("{}:{}", kind.as_str(), new.reading.ts.as_millisecond());
+        self.raise(
+            r,
+            Rule::VitalOutOfBand,
+            episode,
+            Severity::Alarm,
+            &cause,
+            Some(&new.device_id),
+            now,
+        )?;
+        Ok(())
+    }
+
+    fn activity_seen(&mut self, r: u32, now: Timestamp) -> Result<(), AlertingError> {
+        let Some(state) = self.residents.get(r as usize) else {
+            return Ok(());
+        };
+        let base = self.inactivity_base(state, now);
+        let subject = resident_subject(&state.resident.id);
+        let ended = now < after(base, self.config.inactivity_caution);
+        if ended
+            && let Some(open) = self.store.unresolved_alert(&subject, Rule::Inactivity)?
+            && open.status == AlertStatus::Open
+        {
+            self.clear(&open, now)?;
+        }
+        self.schedule_inactivity(r, now, false);
+        Ok(())
+    }
+
+    fn late_checkin(&mut self, r: u32, date: Date, now: Timestamp) -> Result<(), AlertingError> {
+        let Some(state) = self.residents.get(r as usize) else {
+            return Ok(());
+        };
+        let subject = resident_subject(&state.resident.id);
+        if let Some(open) = self.store.unresolved_alert(&subject, Rule::MissedCheckin)?
+            && open.status == AlertStatus::Open
+            && open.local_date.is_none_or(|day| day <= date)
+        {
+            self.clear(&open, now)?;
+        }
+        Ok(())
+    }
+
+    fn device_heard(&mut self, d: u32, at: Timestamp, now: Timestamp) -> Result<(), AlertingError> {
+        let Some(device) = self.devices.get_mut(d as usize) else {
+            return Ok(());
+        };
+        let heard = device.last_heard.map_or(at, |last| last.max(at));
+        device.last_heard = Some(heard);
+        let was_silent = device.silent_since.take().is_some();
+        device.silent_cause = "silent";
+        let subject = device_subject(&device.id);
+        self.schedule(
+            Timer::DeviceSilent(d),
+            Some(after(heard, self.config.device_silent_after)),
+        );
+        self.schedule(Timer::DeviceConfirm(d), None);
+        if was_silent {
+            self.silent_devices = self.silent_devices.saturating_sub(1);
+            if let Some(open) = self.store.unresolved_alert(&subject, Rule::DeviceOffline)?
+                && open.status == AlertStatus::Open
+            {
+                self.clear(&open, now)?;
+            }
+            if self.outages.contains(&OutageSource::MassSilence)
+                && (self.silent_devices as f64) < self.mass_threshold() as f64 / 2.0
+            {
+                self.end_outage(OutageSource::MassSilence, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- rules ----
+
+    fn evaluate_checkin(&mut self, r: u32, now: Timestamp) -> Result<(), AlertingError> {
+        let Some(state) = self.residents.get(r as usize) else {
+            return Ok(());
+        };
+        let Some(day) = state.checkin_day else {
+            return Ok(());
+        };
+        let resident = &state.resident;
+        let expected = schedule::enrolled_on(resident, day) && !schedule::away_on(resident, day);
+        let id = resident.id.clone();
+        if expected && !self.store.checkin_done(&id, day)? {
+            let cause = if self.no_data(r) {
+                "no_data"
+            } else {
+                "no_checkin"
+            };
+            self.raise(
+                r,
+                Rule::MissedCheckin,
+                day.to_string(),
+                Severity::Alarm,
+                cause,
+                None,
+                now,
+            )?;
+        }
+        // Written in one transaction at the end of the tick: losing the mark
+        // in a crash only means evaluating the day again, which raises
+        // nothing new (an alert's episode is its day).
+        self.evaluated.push((resident_subject(&id), day));
+        if let Some(state) = self.residents.get_mut(r as usize) {
+            state.checkin_evaluated = Some(day);
+        }
+        self.schedule_checkin(r);
+        Ok(())
+    }
+
+    fn evaluate_inactivity(&mut self, r: u32, now: Timestamp) -> Result<(), AlertingError> {
+        let Some(state) = self.residents.get(r as usize) else {
+            return Ok(());
+        };
+        let resident = &state.resident;
+        let today = schedule::local_date(now, &resident.timezone);
+        if !schedule::enrolled_on(resident, today) {
+            // Not enrolled yet: look again when enrolment starts.
+            let start = schedule::enrolment_start(resident).filter(|s| *s > now);
+            self.schedule(Timer::Inactivity(r), start);
+            return Ok(());
+        }
+        if schedule::away_on(resident, today) {
+            let end = schedule::away_ends(resident, today);
+            self.schedule(Timer::Inactivity(r), end);
+            return Ok(());
+        }
+        let base = self.inactivity_base(state, now);
+        let silent_for = now.duration_since(base);
+        let tiers = self.config.tiers();
+        let reached = tiers.iter().rposition(|t| {
+            silent_for >= SignedDuration::try_from(*t).unwrap_or(SignedDuration::MAX)
+        });
+        if let Some(tier) = reached {
+            let severity = [Severity::Caution, Severity::Alarm, Severity::Danger]
+                .get(tier)
+                .copied()
+                .unwrap_or(Severity::Danger);
+            let cause = if self.no_data(r) {
+                "no_data"
+            } else {
+                "no_activity"
+            };
+            let episode = base.as_millisecond().to_string();
+            match self.raise(r, Rule::Inactivity, episode, severity, cause, None, now)? {
+                Raised::AlreadyOpen(open) | Raised::Known(open)
+                    if open.severity < severity && open.status != AlertStatus::Resolved =>
+                {
+                    self.update(&open, "raised", Some(severity), Some(cause.to_owned()), now)?;
+                }
+                _ => {}
+            }
+        }
+        self.schedule_inactivity(r, now, false);
+        Ok(())
+    }
+
+    fn device_went_silent(&mut self, d: u32, now: Timestamp) {
+        let Some(device) = self.devices.get_mut(d as usize) else {
+            return;
+        };
+        if device.silent_since.is_none() {
+            device.silent_since = Some(now);
+            self.silent_devices += 1;
+            self.recent_silences.push_back(now);
+        }
+        let window = self.config.mass_silence_window;
+        let horizon = now
+            .checked_sub(SignedDuration::try_from(window).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MIN);
+        while self.recent_silences.front().is_some_and(|t| *t < horizon) {
+            self.recent_silences.pop_front();
+        }
+        if self.recent_silences.len() >= self.mass_threshold()
+            && !self.outages.contains(&OutageSource::MassSilence)
+            && let Err(error) = self.start_outage(OutageSource::MassSilence, now)
+        {
+            tracing::error!(error = %error, "cannot record a mass-silence outage");
+        }
+        self.schedule(Timer::DeviceConfirm(d), Some(after(now, window)));
+    }
+
+    fn confirm_device_offline(&mut self, d: u32, now: Timestamp) -> Result<(), AlertingError> {
+        let Some(device) = self.devices.get(d as usize) else {
+            return Ok(());
+        };
+        if device.silent_since.is_none() {
+            return Ok(());
+        }
+        let Some(r) = device.resident else {
+            return Ok(());
+        };
+        let Some(state) = self.residents.get(r as usize) else {
+            return Ok(());
+        };
+        let today = schedule::local_date(now, &state.resident.timezone);
+        if !schedule::enrolled_on(&state.resident, today) {
+            return Ok(());
+        }
+        if schedule::away_on(&state.resident, today) {
+            let end = schedule::away_ends(&state.resident, today);
+            self.schedule(Timer::DeviceConfirm(d), end);
+            return Ok(());
+        }
+        let episode = device
+            .silent_since
+            .map(|t| t.as_millisecond().to_string())
+            .unwrap_or_default();
+        let id = device.id.clone();
+        let cause = device.silent_cause;
+        self.raise(
+            r,
+            Rule::DeviceOffline,
+            episode,
+            Severity::Low,
+            cause,
+            Some(&id),
+            now,
+        )?;
+        Ok(())
+    }
+
+    fn escalate(&mut self, id: i64, now: Timestamp) -> Result<(), AlertingError> {
+        let Some(alert) = self.store.alert(id)? else {
+            return Ok(());
+        };
+        match alert.status {
+            AlertStatus::Open => {}
+            AlertStatus::Acknowledged => {
+                tracing::info!(alert = id, "alert acknowledged; escalation stops");
+                return Ok(());
+            }
+            AlertStatus::Resolved => return Ok(()),
+        }
+        let next = after(now, self.config.repeat_every);
+        let audience = self.escalation_audience(&alert);
+        let webhook = self.webhook;
+        let update = AlertUpdate {
+            event: "escalated",
+            severity: None,
+            escalated: true,
+            next_escalation_at: Some(Some(next)),
+            note: None,
+        };
+        let updated = self.store.update_alert(id, &update, now, |row| {
+            notification::for_alert(row, "escalated", &audience, webhook)
+        })?;
+        if updated.is_some() {
+            tracing::warn!(alert = id, rule = %alert.rule, escalations = alert.escalations + 1, "alert not acknowledged; escalated to the supervisor");
+            self.schedule(Timer::Escalate(id), Some(next));
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    // ---- outages ----
+
+    fn mass_threshold(&self) -> usize {
+        let share = (self.watched_devices as f64 * self.config.mass_silence_share).ceil();
+        (share as usize)
+            .max(self.config.mass_silence_min_devices)
+            .max(1)
+    }
+
+    fn start_outage(&mut self, source: OutageSource, now: Timestamp) -> Result<(), AlertingError> {
+        let first = self.outages.is_empty();
+        self.outages.insert(source);
+        tracing::error!(
+            source = source.as_str(),
+            "system outage: alerts caused by missing data are held"
+        );
+        if first && self.outage_alert.is_none() {
+            let new = NewAlert {
+                rule: Rule::SystemOutage,
+                subject: SYSTEM_SUBJECT.into(),
+                resident_id: None,
+                device_id: None,
+                episode: now.as_millisecond().to_string(),
+                severity: Severity::Critical,
+                cause: source.as_str().into(),
+                local_date: None,
+                opened_at: now,
+                next_escalation_at: None,
+            };
+            let webhook = self.webhook;
+            match self.store.raise_alert(&new, |row| {
+                notification::for_alert(row, "opened", &Audience::System, webhook)
+            })? {
+                Raised::New(row) | Raised::AlreadyOpen(row) | Raised::Known(row) => {
+                    self.outage_alert = Some(row.id);
+                }
+            }
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    fn end_outage(&mut self, source: OutageSource, now: Timestamp) -> Result<(), AlertingError> {
+        if !self.outages.remove(&source) {
+            return Ok(());
+        }
+        if source == OutageSource::MassSilence {
+            self.recent_silences.clear();
+        }
+        if self.outages.is_empty() {
+            tracing::info!(source = source.as_str(), grace = ?self.config.grace, "system outage over; holding alerts for the grace period");
+            let until = after(now, self.config.grace);
+            self.hold_until = Some(until);
+            self.schedule(Timer::HoldEnd, Some(until));
+        }
+        Ok(())
+    }
+
+    // ---- alerts ----
+
+    #[allow(clippy::too_many_arguments)]
+    fn raise(
+        &mut self,
+        r: u32,
+        rule: Rule,
+        episode: String,
+        severity: Severity,
+        cause: &str,
+        device: Option<&DeviceId>,
+        now: Timestamp,
+    ) -> Result<Raised, AlertingError> {
+        let Some(state) = self.residents.get(r as usize) else {
+            return Err(AlertingError::Internal("resident index out of range"));
+        };
+        let resident = &state.resident;
+        let subject = match (rule, device) {
+            (Rule::DeviceOffline, Some(device)) => device_subject(device),
+            _ => resident_subject(&resident.id),
+        };
+        let new = NewAlert {
+            rule,
+            subject,
+            resident_id: Some(resident.id.clone()),
+            device_id: device.cloned(),
+            episode,
+            severity,
+            cause: cause.to_owned(),
+            local_date: Some(schedule::local_date(now, &resident.timezone)),
+            opened_at: now,
+            next_escalation_at: Some(after(now, self.config.ack_timeout)),
+        };
+        let audience = self.first_audience(resident);
+        let webhook = self.webhook;
+        let raised = self.store.raise_alert(&new, |row| {
+            notification::for_alert(row, "opened", &audience, webhook)
+        })?;
+        if let Raised::New(row) = &raised {
+            tracing::warn!(alert = row.id, rule = %rule, severity = %severity, cause, resident = %resident.id, "alert opened");
+            self.schedule(Timer::Escalate(row.id), row.next_escalation_at);
+            self.outbox.notify_one();
+        }
+        Ok(raised)
+    }
+
+    fn update(
+        &mut self,
+        alert: &AlertRow,
+        event: &str,
+        severity: Option<Severity>,
+        note: Option<String>,
+        now: Timestamp,
+    ) -> Result<(), AlertingError> {
+        let audience = match alert
+            .resident_id
+            .as_ref()
+            .and_then(|id| self.resident_index.get(id))
+            .and_then(|&r| self.residents.get(r as usize))
+        {
+            Some(state) => self.first_audience(&state.resident),
+            None => Audience::System,
+        };
+        let webhook = self.webhook;
+        let update = AlertUpdate {
+            event,
+            severity,
+            escalated: false,
+            next_escalation_at: None,
+            note,
+        };
+        if self
+            .store
+            .update_alert(alert.id, &update, now, |row| {
+                notification::for_alert(row, event, &audience, webhook)
+            })?
+            .is_some()
+        {
+            tracing::warn!(alert = alert.id, rule = %alert.rule, event, "alert updated");
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The condition ended before anyone acknowledged.
+    fn clear(&mut self, alert: &AlertRow, now: Timestamp) -> Result<(), AlertingError> {
+        if let Ok(row) = self.store.resolve_alert(
+            alert.id,
+            SYSTEM_ACTOR,
+            Outcome::ClearedByResident,
+            now,
+            None,
+        )? {
+            tracing::info!(alert = row.id, rule = %row.rule, "alert cleared: the condition ended before anyone acknowledged");
+            self.schedule(Timer::Escalate(row.id), None);
+        }
+        Ok(())
+    }
+
+    fn resolve_if_open(&mut self, id: i64, now: Timestamp) -> Result<(), AlertingError> {
+        if let Some(alert) = self.store.alert(id)?
+            && alert.status == AlertStatus::Open
+        {
+            self.clear(&alert, now)?;
+        }
+        Ok(())
+    }
+
+    /// Who hears of a resident's alert first: the caseworker, or the
+    /// supervisors when the resident has none.
+    fn first_audience(&self, resident: &Resident) -> Audience {
+        match &resident.caseworker {
+            Some(cw) => Audience::Staff(vec![cw.clone()]),
+            None => Audience::Staff(self.supervisors_of(&resident.region)),
+        }
+    }
+
+    fn escalation_audience(&self, alert: &AlertRow) -> Audience {
+        let Some(state) = alert
+            .resident_id
+            .as_ref()
+            .and_then(|id| self.resident_index.get(id))
+            .and_then(|&r| self.residents.get(r as usize))
+        else {
+            return Audience::System;
+        };
+        let mut to = self.supervisors_of(&state.resident.region);
+        if let Some(cw) = &state.resident.caseworker
+            && !to.contains(cw)
+        {
+            to.push(cw.clone());
+        }
+        Audience::Staff(to)
+    }
+
+    fn supervisors_of(&self, region: &str) -> Vec<StaffId> {
+        self.supervisors
+            .iter()
+            .filter(|(r, _)| r.as_deref().is_none_or(|r| r == region))
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    // ---- helpers ----
+
+    /// Whether Ondol cannot see the resident at all: no device, or every
+    /// device silent.
+    fn no_data(&self, r: u32) -> bool {
+        self.residents.get(r as usize).is_none_or(|state| {
+            state.devices.iter().all(|&d| {
+                self.devices
+                    .get(d as usize)
+                    .is_none_or(|device| device.silent_since.is_some())
+            })
+        })
+    }
+
+    /// Inactivity counts from the latest of: the last activity, the start
+    /// of watching, the start of enrolment and the end of the last away period.
+    fn inactivity_base(&self, state: &ResidentState, now: Timestamp) -> Timestamp {
+        let resident = &state.resident;
+        [
+            state.last_activity,
+            Some(state.since),
+            schedule::enrolment_start(resident),
+            schedule::last_away_end(resident, now),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(state.since)
+    }
+
+    fn schedule_checkin(&mut self, r: u32) {
+        let Some(state) = self.residents.get_mut(r as usize) else {
+            return;
+        };
+        let next = schedule::next_checkin(&state.resident, state.since, state.checkin_evaluated);
+        state.checkin_day = next.map(|(day, _)| day);
+        self.schedule(Timer::Checkin(r), next.map(|(_, at)| at));
+    }
+
+    /// Schedules the next inactivity tier after `now`. With `catch_up`
+    /// (at start-up) a tier already passed is evaluated at once, in case
+    /// Ondol was down when it came (raising it again is a no-op).
+    fn schedule_inactivity(&mut self, r: u32, now: Timestamp, catch_up: bool) {
+        let Some(state) = self.residents.get(r as usize) else {
+            return;
+        };
+        let base = self.inactivity_base(state, now);
+        let next = self
+            .config
+            .tiers()
+            .into_iter()
+            .map(|t| after(base, t))
+            .find(|at| *at > now);
+        let passed = after(base, self.config.inactivity_caution) <= now;
+        let at = if catch_up && passed { Some(now) } else { next };
+        self.schedule(Timer::Inactivity(r), at);
+    }
+
+    fn schedule_device(&mut self, d: u32) {
+        let Some(device) = self.devices.get(d as usize) else {
+            return;
+        };
+        let from = device
+            .last_heard
+            .map_or(device.since, |heard| heard.max(device.since));
+        let at = after(from, self.config.device_silent_after);
+        self.schedule(Timer::DeviceSilent(d), Some(at));
+    }
+}

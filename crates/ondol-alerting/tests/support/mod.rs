@@ -1,0 +1,269 @@
+//! A store on disk, a roster, a manual clock and an engine, driven like
+//! ingest drives it: readings are committed to the store first, then handed
+//! to the engine.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use ondol_alerting::{AlertingConfig, Engine};
+use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
+use ondol_model::roster::Roster;
+use ondol_model::wire::DeviceStatus;
+use ondol_model::{DeviceId, ManualClock, Reading, ResidentId};
+use ondol_store::alerts::AlertRow;
+use ondol_store::{Batch, NewReading, StatusUpdate, Store, parse_roster};
+use tokio::sync::Notify;
+
+pub fn ts(s: &str) -> Timestamp {
+    s.parse().expect("an RFC 3339 timestamp")
+}
+
+pub fn mins(m: i64) -> SignedDuration {
+    SignedDuration::from_mins(m)
+}
+
+pub fn hours(h: i64) -> SignedDuration {
+    SignedDuration::from_hours(h)
+}
+
+/// Alerting config for tests: no grace unless asked, so deadlines fire on time.
+pub fn config() -> AlertingConfig {
+    AlertingConfig {
+        grace: Duration::ZERO,
+        ..AlertingConfig::default()
+    }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub config: AlertingConfig,
+    pub engine: Option<Engine>,
+    pub roster: Roster,
+    /// A second connection, for committing readings and reading alerts.
+    pub db: Store,
+    pub webhook: bool,
+}
+
+impl Harness {
+    pub fn new(roster_toml: &str, start: &str, config: AlertingConfig) -> Harness {
+        Self::build(roster_toml, start, config, false)
+    }
+
+    /// Like [`new`](Self::new), with webhook notifications queued too.
+    pub fn with_webhook(roster_toml: &str, start: &str, config: AlertingConfig) -> Harness {
+        Self::build(roster_toml, start, config, true)
+    }
+
+    fn build(roster_toml: &str, start: &str, config: AlertingConfig, webhook: bool) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ondol.db");
+        let roster = parse_roster(roster_toml, "test roster").expect("valid roster");
+        let mut db = Store::open(&path).expect("store");
+        db.import_roster(&roster).expect("import");
+        let clock = ManualClock::new(ts(start));
+        let mut harness = Harness {
+            dir,
+            clock,
+            config,
+            engine: None,
+            roster,
+            db,
+            webhook,
+        };
+        harness.start();
+        harness
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("ondol.db")
+    }
+
+    /// Starts (or restarts) the engine from what the store holds.
+    pub fn start(&mut self) {
+        self.engine = None;
+        let store = Store::open(&self.path()).expect("store");
+        let engine = Engine::start(
+            store,
+            self.config.clone(),
+            Arc::new(self.clock.clone()),
+            self.webhook,
+            Arc::new(Notify::new()),
+        )
+        .expect("engine starts");
+        self.engine = Some(engine);
+    }
+
+    pub fn engine(&mut self) -> &mut Engine {
+        self.engine.as_mut().expect("engine running")
+    }
+
+    pub fn now(&self) -> Timestamp {
+        use ondol_model::Clock;
+        self.clock.now()
+    }
+
+    /// Moves the clock to `to` and fires what is due.
+    pub fn at(&mut self, to: &str) {
+        self.clock.set(ts(to));
+        self.engine().tick().expect("tick");
+    }
+
+    pub fn advance(&mut self, by: SignedDuration) {
+        self.clock.advance(by);
+        self.engine().tick().expect("tick");
+    }
+
+    /// Moves the clock in steps of `step` up to `to`, ticking at each (as the
+    /// running service would wake at each deadline).
+    pub fn run_until(&mut self, to: &str, step: SignedDuration) {
+        let end = ts(to);
+        while self.now() < end {
+            let next = self.now().saturating_add(step).expect("in range").min(end);
+            self.clock.set(next);
+            self.engine().tick().expect("tick");
+        }
+    }
+
+    fn new_reading(
+        &self,
+        device: &str,
+        at: Timestamp,
+        value: ReadingValue,
+        kind: ReadingType,
+    ) -> NewReading {
+        let device_id = DeviceId::new(device).expect("device id");
+        let roster_device = self
+            .roster
+            .devices
+            .iter()
+            .find(|d| d.id == device_id)
+            .expect("device on the roster");
+        let resident_id = roster_device.resident_at(at).expect("bound").clone();
+        let resident = self
+            .roster
+            .residents
+            .iter()
+            .find(|r| r.id == resident_id)
+            .expect("resident");
+        let reading = Reading {
+            reading_type: kind,
+            value,
+            sensor: None,
+            ts: at,
+        };
+        let zoned = at.to_zoned(resident.timezone.clone());
+        let counts_as_activity = reading.shows_activity();
+        let in_window = resident
+            .checkin
+            .window
+            .is_some_and(|w| w.contains(zoned.time()));
+        let checks_in = value == ReadingValue::Checkin(CheckinValue::Ok)
+            || (resident.checkin.passive && counts_as_activity);
+        NewReading {
+            device_id,
+            resident_id,
+            reading,
+            received_at: self.now(),
+            local_date: zoned.date(),
+            local_hour: u8::try_from(zoned.hour()).expect("hour"),
+            checkin_in_window: checks_in && in_window,
+            counts_as_activity,
+        }
+    }
+
+    /// A device reading measured at `at`, received now: committed, then
+    /// handed to the engine.
+    pub fn reading(&mut self, device: &str, at: Timestamp, value: ReadingValue, kind: ReadingType) {
+        let new = self.new_reading(device, at, value, kind);
+        let batch = Batch {
+            readings: vec![new.clone()],
+            ..Batch::default()
+        };
+        let outcome = self.db.commit_batch(&batch).expect("commit");
+        if outcome.inserted.first().copied().unwrap_or(false) {
+            self.engine()
+                .on_readings(&[new])
+                .expect("engine takes readings");
+            self.engine().tick().expect("tick");
+        }
+    }
+
+    pub fn checkin(&mut self, device: &str, at: Timestamp) {
+        self.reading(
+            device,
+            at,
+            ReadingValue::Checkin(CheckinValue::Ok),
+            ReadingType::Checkin,
+        );
+    }
+
+    pub fn motion(&mut self, device: &str, at: Timestamp) {
+        self.reading(device, at, ReadingValue::Motion(true), ReadingType::Motion);
+    }
+
+    pub fn status(&mut self, device: &str, online: bool) {
+        let update = StatusUpdate {
+            device_id: DeviceId::new(device).expect("id"),
+            status: DeviceStatus {
+                online,
+                battery_pct: None,
+                rssi_dbm: None,
+                firmware: None,
+            },
+            received_at: self.now(),
+        };
+        let batch = Batch {
+            statuses: vec![update.clone()],
+            ..Batch::default()
+        };
+        self.db.commit_batch(&batch).expect("commit");
+        self.engine().on_statuses(&[update]).expect("statuses");
+        self.engine().tick().expect("tick");
+    }
+
+    /// Every alert, oldest first.
+    pub fn alerts(&self) -> Vec<AlertRow> {
+        let mut all = self.db.recent_alerts(10_000).expect("alerts");
+        all.reverse();
+        all
+    }
+
+    pub fn alerts_of(&self, rule: &str) -> Vec<AlertRow> {
+        self.alerts()
+            .into_iter()
+            .filter(|a| a.rule.as_str() == rule)
+            .collect()
+    }
+
+    /// (topic or target, payload JSON) of every queued notification on `channel`.
+    pub fn outbox(&self, channel: &str) -> Vec<(String, serde_json::Value)> {
+        read_outbox(&self.path(), channel)
+    }
+
+    pub fn resident(&self, id: &str) -> ResidentId {
+        ResidentId::new(id).expect("id")
+    }
+}
+
+/// Reads the outbox through the public store API (every row is due at the
+/// far future).
+fn read_outbox(path: &std::path::Path, channel: &str) -> Vec<(String, serde_json::Value)> {
+    let store = Store::open(path).expect("store");
+    store
+        .due_notifications(Timestamp::MAX, 100_000)
+        .expect("outbox")
+        .into_iter()
+        .filter(|row| row.channel.as_str() == channel)
+        .map(|row| {
+            (
+                row.target,
+                serde_json::from_slice(&row.payload).expect("JSON payload"),
+            )
+        })
+        .collect()
+}
