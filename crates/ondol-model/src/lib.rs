@@ -7,10 +7,12 @@
 //!   messages, receipts and the topic layout.
 //! - [`roster`]: residents, devices, staff and check-in plans.
 //! - [`backoff`]: jittered exponential backoff for reconnects.
+//! - [`condition`]: `system_outage` conditions raised by ingest and the sink.
 //! - [`clock`]: the injected wall clock ([`Clock`]) with a manual one for tests.
 
 pub mod backoff;
 pub mod clock;
+pub mod condition;
 pub mod id;
 pub mod reading;
 pub mod reason;

@@ -11,6 +11,7 @@
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
 //! - [`sink`]: the time-series sink seam ([`TimeseriesSink`]) and the
 //!   embedded SQLite sink.
+//! - [`influx`]: the InfluxDB sink (`/api/v2/write`) with its on-disk spool.
 //! - [`query`]: read helpers and their row types.
 //! - [`roster_file`]: parsing and checking the roster TOML file.
 //! - `roster_db`: the roster tables (import rules are documented there).
@@ -22,6 +23,7 @@
 
 pub mod batch;
 mod error;
+pub mod influx;
 pub mod query;
 mod roster_db;
 pub mod roster_file;
@@ -46,6 +48,7 @@ pub use query::{
 pub use roster_db::ImportSummary;
 pub use roster_file::{RosterProblem, parse_roster};
 pub use schema::SCHEMA_VERSION;
+pub use influx::{InfluxConfig, InfluxSink};
 pub use sink::{EmbeddedSink, TimeseriesSink};
 
 /// How long a statement waits for another connection's lock before failing
