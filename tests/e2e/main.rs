@@ -5,5 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod influx;
 mod ingest;
+mod services;
 mod support;

@@ -55,6 +55,9 @@ pub struct RegistryConfig {
 #[serde(deny_unknown_fields)]
 pub struct TimeseriesConfig {
     pub backend: TimeseriesBackend,
+    /// Used when `backend = "influxdb"`.
+    #[serde(default)]
+    pub influxdb: ondol_store::InfluxConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -300,10 +303,9 @@ impl Config {
             );
         }
         if self.timeseries.backend == TimeseriesBackend::Influxdb {
-            problem(
-                "timeseries.backend",
-                "\"influxdb\" is not available in this release yet; use \"embedded\"".into(),
-            );
+            for (key, message) in self.timeseries.influxdb.problems() {
+                problem(&format!("timeseries.influxdb.{key}"), message);
+            }
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             problem(
@@ -517,6 +519,16 @@ mod tests {
         assert_eq!(config.mqtt.connection_timeout, mqtt.connection_timeout);
         assert_eq!(config.mqtt.max_buffered_bytes, mqtt.max_buffered_bytes);
         assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
+        let influx = ondol_store::InfluxConfig::default();
+        let loaded = &config.timeseries.influxdb;
+        assert_eq!(
+            (&loaded.url, &loaded.org, &loaded.bucket, &loaded.token_env),
+            (&influx.url, &influx.org, &influx.bucket, &influx.token_env)
+        );
+        assert_eq!(loaded.request_timeout, influx.request_timeout);
+        assert_eq!(loaded.retry_initial, influx.retry_initial);
+        assert_eq!(loaded.retry_max, influx.retry_max);
+        assert_eq!(loaded.spool_max_bytes, influx.spool_max_bytes);
     }
 
     #[test]
@@ -575,6 +587,7 @@ mod tests {
                 ("ONDOL_INGEST__BATCH_MAX_READINGS", "0"),
                 ("ONDOL_MQTT__MAX_PACKET_BYTES", "1024"),
                 ("ONDOL_TIMESERIES__BACKEND", "influxdb"),
+                ("ONDOL_TIMESERIES__INFLUXDB__URL", "http://influx:8086/prefix"),
             ]),
         )
         .expect_err("invalid");
@@ -584,7 +597,7 @@ mod tests {
             [
                 "ingest.batch_max_readings",
                 "mqtt.max_packet_bytes",
-                "timeseries.backend"
+                "timeseries.influxdb.url"
             ]
         );
     }

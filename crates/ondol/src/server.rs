@@ -19,11 +19,11 @@ use anyhow::Context;
 use ondol_broker::Router;
 use ondol_ingest::{BrokerTarget, IngestStats, RosterIndex, SourceLink};
 use ondol_model::wire::{READINGS_FILTER, STATUS_FILTER};
-use ondol_store::Store;
+use ondol_store::{InfluxSink, Store};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, TimeseriesBackend};
 use crate::roster;
 use crate::simulate;
 
@@ -53,8 +53,7 @@ pub async fn run(
         )
     })?;
     let database = config.storage.database_path();
-    let mut store = Store::open(&database)
-        .with_context(|| format!("cannot open the store at {}", database.display()))?;
+    let mut store = open_store(&config, &database)?;
     let file_roster = if options.demo && !config.registry.file.exists() {
         tracing::info!("using the built-in demo roster");
         roster::parse(roster::DEMO_REGISTRY, "built-in demo registry")?
@@ -184,6 +183,29 @@ pub async fn run(
             stats.snapshot()
         )),
     }
+}
+
+/// The store with the configured time-series sink.
+fn open_store(config: &Config, database: &std::path::Path) -> anyhow::Result<Store> {
+    let opened = match config.timeseries.backend {
+        TimeseriesBackend::Embedded => Store::open(database),
+        TimeseriesBackend::Influxdb => {
+            let influx = &config.timeseries.influxdb;
+            let token = std::env::var(&influx.token_env).with_context(|| {
+                format!(
+                    "the InfluxDB token variable {} is not set (key timeseries.influxdb.token_env); \
+                     set it to the API token (any value for a server without authentication)",
+                    influx.token_env
+                )
+            })?;
+            let spool = config.storage.data_dir.join("influx-spool");
+            let sink = InfluxSink::open(influx, &token, &spool)
+                .context("cannot start the InfluxDB sink (section timeseries.influxdb)")?;
+            tracing::info!(url = %influx.url, bucket = %influx.bucket, spool = %spool.display(), "raw readings go to InfluxDB");
+            Store::open_with_sink(database, Box::new(sink))
+        }
+    };
+    opened.with_context(|| format!("cannot open the store at {}", database.display()))
 }
 
 /// rumqttd's router thread can die silently, after which every connection
