@@ -35,6 +35,18 @@ pub struct IngestConfig {
     /// How often the worker logs its counters.
     #[serde(with = "ondol_model::serde_duration")]
     pub stats_interval: Duration,
+    /// With an external broker: the shared-subscription group
+    /// (`$share/<group>/...`) several workers join to split the devices;
+    /// empty = a plain subscription (one worker).
+    pub share_group: String,
+    /// With an external broker: the username; empty = none. The password
+    /// is read from the environment variable named by `password_env`.
+    pub username: String,
+    pub password_env: String,
+    /// Raise `system_outage` when no message at all has arrived for this
+    /// long while the roster has active devices; `0s` = off.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub watchdog_silence: Duration,
 }
 
 impl Default for IngestConfig {
@@ -50,6 +62,10 @@ impl Default for IngestConfig {
             max_future_skew: Duration::from_secs(5 * 60),
             max_age: Duration::from_secs(30 * 24 * 3600),
             stats_interval: Duration::from_secs(60),
+            share_group: String::new(),
+            username: String::new(),
+            password_env: "ONDOL_INGEST_PASSWORD".into(),
+            watchdog_silence: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -89,6 +105,15 @@ impl IngestConfig {
             problems.push((
                 "client_id",
                 "must be non-empty and may not contain + # / $".to_owned(),
+            ));
+        }
+        if self
+            .share_group
+            .contains(['+', '#', '/', '$', ' '])
+        {
+            problems.push((
+                "share_group",
+                "may not contain + # / $ or spaces; e.g. \"ondol\"".to_owned(),
             ));
         }
         problems
@@ -176,6 +201,26 @@ mod tests {
         assert!(BrokerTarget::parse("tcp://x:1").is_err());
         assert!(BrokerTarget::parse("mqtt://x:port").is_err());
         assert!(BrokerTarget::parse("mqtt://").is_err());
+    }
+
+    #[test]
+    fn a_share_group_must_be_one_topic_level() {
+        let config = IngestConfig {
+            share_group: "a/b".into(),
+            ..IngestConfig::default()
+        };
+        assert_eq!(config.problems()[0].0, "share_group");
+        assert_eq!(
+            crate::source::subscription_filters("ondol"),
+            [
+                "$share/ondol/ondol/v1/devices/+/readings",
+                "$share/ondol/ondol/v1/devices/+/status"
+            ]
+        );
+        assert_eq!(
+            crate::source::subscription_filters(""),
+            ["ondol/v1/devices/+/readings", "ondol/v1/devices/+/status"]
+        );
     }
 
     #[test]

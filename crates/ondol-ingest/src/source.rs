@@ -3,10 +3,32 @@
 //! - The embedded broker: an in-process rumqttd link, subscribed before any
 //!   device could connect. rumqttd drops what a slow subscriber misses, so
 //!   the link is drained on its own thread into ingest's queue.
-//! - An external broker: a rumqttc client with a stable id and a persistent
-//!   session, reconnecting with jittered exponential backoff (rumqttc itself
-//!   retries at once, forever).
+//! - An external broker: a rumqttc client (MQTT 3.1.1) with a stable id and
+//!   a persistent session, reconnecting with jittered exponential backoff
+//!   (rumqttc itself retries at once, forever), optionally in a shared
+//!   subscription group so several workers split the devices.
+//!
+//! # Manual acks (external broker)
+//!
+//! The client acks nothing by itself. Each message carries an [`AckToken`]
+//! through the pipeline; the writer acks a batch's messages, in receive
+//! order, only after the batch has committed and its receipts are out. The
+//! acks go through the client's request channel from the writer's thread,
+//! never from the task polling the event loop. A worker killed before its
+//! commit leaves the messages unacked in the broker's persistent session,
+//! which delivers them again when the worker (or another member of its
+//! share group) comes back; storage is idempotent, so a redelivery of what
+//! was in fact stored is a counted duplicate.
+//!
+//! Packet ids belong to one connection: every (re)connect starts a new
+//! epoch, and acks owed for an older epoch are dropped, relying on the
+//! broker's redelivery. (An ack already in the client's queue when the
+//! connection drops is sent on the new connection; MQTT brokers resend
+//! unacked messages with their old packet ids, so it acks the message it was
+//! meant for.)
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -28,14 +50,44 @@ pub enum SourceLink {
     /// readings and status filters.
     Embedded { tx: LinkTx, rx: LinkRx },
     /// An external broker at this address.
-    External { host: String, port: u16 },
+    External {
+        host: String,
+        port: u16,
+        credentials: Option<Credentials>,
+    },
+}
+
+/// Username and password towards an external broker.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Acknowledges one message to the external broker once it is committed.
+#[derive(Debug, Clone)]
+pub struct AckToken {
+    /// The connection the message arrived on.
+    epoch: u64,
+    publish: rumqttc::Publish,
 }
 
 impl std::fmt::Debug for SourceLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SourceLink::Embedded { .. } => f.write_str("SourceLink::Embedded"),
-            SourceLink::External { host, port } => write!(f, "SourceLink::External({host}:{port})"),
+            SourceLink::External { host, port, .. } => {
+                write!(f, "SourceLink::External({host}:{port})")
+            }
         }
     }
 }
@@ -46,6 +98,8 @@ pub enum ReceiptSink {
     External {
         client: AsyncClient,
         runtime: tokio::runtime::Handle,
+        /// The current connection's epoch (see [`AckToken`]).
+        epoch: Arc<AtomicU64>,
     },
 }
 
@@ -67,10 +121,39 @@ impl ReceiptSink {
                 .publish(topic, payload)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            ReceiptSink::External { client, runtime } => runtime
+            ReceiptSink::External {
+                client, runtime, ..
+            } => runtime
                 .block_on(client.publish(topic, QoS::AtLeastOnce, false, payload))
                 .map_err(|e| e.to_string()),
         }
+    }
+
+    /// Acks committed messages in the order given (their receive order).
+    /// Returns how many acks were dropped because their connection is gone.
+    pub fn ack(&mut self, tokens: Vec<AckToken>) -> usize {
+        let ReceiptSink::External {
+            client,
+            runtime,
+            epoch,
+        } = self
+        else {
+            return 0;
+        };
+        let mut dropped = 0;
+        for token in tokens {
+            if token.epoch != epoch.load(Ordering::SeqCst) {
+                dropped += 1;
+                continue;
+            }
+            // Waits only for room in the client's request queue, which the
+            // event loop task drains; never awaited on that task itself.
+            if let Err(error) = runtime.block_on(client.ack(&token.publish)) {
+                tracing::warn!(error = %error, "cannot ack a committed message; the broker will redeliver it");
+                dropped += 1;
+            }
+        }
+        dropped
     }
 }
 
@@ -88,21 +171,39 @@ pub(crate) fn start(
             tokio::task::spawn_blocking(move || drain_embedded(rx, inbound, shutdown)),
             ReceiptSink::Embedded(tx),
         ),
-        SourceLink::External { host, port } => {
+        SourceLink::External {
+            host,
+            port,
+            credentials,
+        } => {
             let mut options = MqttOptions::new(config.client_id.clone(), host, port);
             options.set_keep_alive(Duration::from_secs(30));
             options.set_clean_session(false);
+            options.set_manual_acks(true);
+            if let Some(credentials) = credentials {
+                options.set_credentials(credentials.username, credentials.password);
+            }
             // Refusing an oversized message is ingest's job (it answers with
             // `payload_too_large`); a client-side limit would drop the
             // connection and get the same message redelivered forever.
             options.set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
             let (client, eventloop) = AsyncClient::new(options, 10_000);
-            let task = tokio::spawn(drain_external(client.clone(), eventloop, inbound, shutdown));
+            let epoch = Arc::new(AtomicU64::new(0));
+            let filters = subscription_filters(&config.share_group);
+            let task = tokio::spawn(drain_external(
+                client.clone(),
+                eventloop,
+                filters,
+                epoch.clone(),
+                inbound,
+                shutdown,
+            ));
             (
                 task,
                 ReceiptSink::External {
                     client,
                     runtime: tokio::runtime::Handle::current(),
+                    epoch,
                 },
             )
         }
@@ -121,6 +222,7 @@ fn drain_embedded(mut rx: LinkRx, inbound: mpsc::Sender<Inbound>, shutdown: Canc
                     topic,
                     payload: forward.publish.payload,
                     received_at: Timestamp::now(),
+                    ack: None,
                 };
                 if inbound.blocking_send(message).is_err() {
                     return;
@@ -140,12 +242,30 @@ fn drain_embedded(mut rx: LinkRx, inbound: mpsc::Sender<Inbound>, shutdown: Canc
     }
 }
 
+/// The readings and status filters, in a shared subscription group when
+/// `share_group` is not empty.
+pub fn subscription_filters(share_group: &str) -> Vec<String> {
+    [READINGS_FILTER, STATUS_FILTER]
+        .into_iter()
+        .map(|filter| {
+            if share_group.is_empty() {
+                filter.to_owned()
+            } else {
+                format!("$share/{share_group}/{filter}")
+            }
+        })
+        .collect()
+}
+
 async fn drain_external(
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
+    filters: Vec<String>,
+    epoch: Arc<AtomicU64>,
     inbound: mpsc::Sender<Inbound>,
     shutdown: CancellationToken,
 ) {
+    let mut awaiting_suback = 0usize;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         let event = tokio::select! {
@@ -158,9 +278,13 @@ async fn drain_external(
         match event {
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let message = Inbound {
-                    topic: publish.topic,
-                    payload: publish.payload,
+                    topic: publish.topic.clone(),
+                    payload: publish.payload.clone(),
                     received_at: Timestamp::now(),
+                    ack: Some(AckToken {
+                        epoch: epoch.load(Ordering::SeqCst),
+                        publish,
+                    }),
                 };
                 if inbound.send(message).await.is_err() {
                     return;
@@ -168,21 +292,43 @@ async fn drain_external(
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
+                // A new connection: acks owed for the old one are void.
+                epoch.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to the external broker"
                 );
-                if !ack.session_present {
-                    for filter in [READINGS_FILTER, STATUS_FILTER] {
+                if ack.session_present {
+                    tracing::info!(filters = ?filters, "ingest receiving from the external broker (session kept)");
+                } else {
+                    awaiting_suback = 0;
+                    for filter in &filters {
                         // try_: awaiting here would wait on the loop we are polling.
-                        if let Err(error) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-                            tracing::error!(error = %error, filter, "cannot subscribe");
+                        match client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            Ok(()) => awaiting_suback += 1,
+                            Err(error) => {
+                                tracing::error!(error = %error, filter, "cannot subscribe");
+                            }
                         }
                     }
                 }
             }
+            Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                let refused = suback
+                    .return_codes
+                    .iter()
+                    .any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure));
+                if refused {
+                    tracing::error!(filters = ?filters, "the external broker refused a subscription; check its ACL");
+                }
+                awaiting_suback = awaiting_suback.saturating_sub(1);
+                if awaiting_suback == 0 && !refused {
+                    tracing::info!(filters = ?filters, "ingest receiving from the external broker");
+                }
+            }
             Ok(_) => {}
             Err(error) => {
+                epoch.fetch_add(1, Ordering::SeqCst);
                 let wait = backoff.next_delay(rand::random::<f64>());
                 tracing::warn!(error = %error, retry_in = ?wait, "external broker connection failed");
                 tokio::select! {

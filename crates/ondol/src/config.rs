@@ -513,6 +513,11 @@ mod tests {
         assert_eq!(config.ingest.max_age, ingest.max_age);
         assert_eq!(config.ingest.max_future_skew, ingest.max_future_skew);
         assert_eq!(config.ingest.queue_capacity, ingest.queue_capacity);
+        assert_eq!(config.ingest.share_group, ingest.share_group);
+        assert_eq!(config.ingest.username, ingest.username);
+        assert_eq!(config.ingest.password_env, ingest.password_env);
+        assert_eq!(config.ingest.watchdog_silence, ingest.watchdog_silence);
+        assert_eq!(config.ingest.client_id, ingest.client_id);
         let mqtt = BrokerConfig::default();
         assert_eq!(config.mqtt.listen, mqtt.listen);
         assert_eq!(config.mqtt.max_packet_bytes, mqtt.max_packet_bytes);

@@ -8,6 +8,10 @@
 //!    be acknowledged and dropped by rumqttd);
 //! 5. with `--demo`, the simulated fleet.
 //!
+//! `--role broker` runs only step 2's broker (with its listener);
+//! `--role ingest` runs steps 1 and 3 against an external broker. The API
+//! and alerting roles come with those parts.
+//!
 //! Shutdown (Ctrl-C, SIGTERM): the fleet stops, ingest stops reading, commits
 //! its last batch and publishes its receipts; a hard timeout names what is
 //! still pending.
@@ -17,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ondol_broker::Router;
-use ondol_ingest::{BrokerTarget, IngestStats, RosterIndex, SourceLink};
+use ondol_ingest::{BrokerTarget, Credentials, IngestStats, RosterIndex, SourceLink};
 use ondol_model::wire::{READINGS_FILTER, STATUS_FILTER};
 use ondol_store::{InfluxSink, Store};
 use tokio::sync::watch;
@@ -37,6 +41,23 @@ pub struct RunOptions {
     /// Use the demo roster when the configured one is missing, and run the
     /// simulated fleet against the embedded broker.
     pub demo: bool,
+    /// Which parts this process runs.
+    pub role: Role,
+}
+
+/// The parts one process runs; several processes with different roles
+/// share one data directory (the store) and one broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Everything (the default).
+    #[default]
+    All,
+    /// Only the embedded MQTT broker; ingest workers connect to it as an
+    /// external broker (`ingest.broker = "mqtt://host:port"`).
+    Broker,
+    /// Only an ingest worker, reading from the external broker named by
+    /// `ingest.broker`.
+    Ingest,
 }
 
 /// Runs until `shutdown` is cancelled, then stops in order.
@@ -45,6 +66,16 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    match options.role {
+        Role::Broker => return run_broker(config, shutdown).await,
+        Role::Ingest if config.ingest.broker == BrokerTarget::Embedded => {
+            anyhow::bail!(
+                "--role ingest reads from an external broker: set ingest.broker to \"mqtt://host:port\" \
+                 (e.g. the one `ondol run --role broker` serves)"
+            );
+        }
+        Role::Ingest | Role::All => {}
+    }
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| {
         format!(
@@ -93,6 +124,7 @@ pub async fn run(
             SourceLink::External {
                 host: host.clone(),
                 port: *port,
+                credentials: broker_credentials(&config)?,
             },
             None,
         ),
@@ -144,6 +176,7 @@ pub async fn run(
         mqtt = %config.mqtt.listen,
         broker = %config.ingest.broker,
         data_dir = %data_dir.display(),
+        role = ?options.role,
         "ondol ready"
     );
 
@@ -183,6 +216,42 @@ pub async fn run(
             stats.snapshot()
         )),
     }
+}
+
+/// `--role broker`: the embedded broker alone, until shutdown.
+async fn run_broker(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let router = Router::start(&config.mqtt);
+    let listener = tokio::task::spawn_blocking({
+        let router = router.clone();
+        move || router.listen()
+    })
+    .await?
+    .context("cannot start the embedded MQTT broker (key mqtt.listen)")?;
+    tokio::spawn(watch_router(router, shutdown.clone()));
+    tracing::info!(mqtt = %listener.addr, role = "broker", "ondol ready");
+    shutdown.cancelled().await;
+    // rumqttd keeps messages in RAM only: what ingest workers have not
+    // received yet is gone; devices resend what was not receipted.
+    tracing::info!("broker stopped");
+    Ok(())
+}
+
+/// Username and password towards an external broker, if configured.
+fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
+    let ingest = &config.ingest;
+    if ingest.username.is_empty() {
+        return Ok(None);
+    }
+    let password = std::env::var(&ingest.password_env).with_context(|| {
+        format!(
+            "ingest.username is set but the password variable {} is not (key ingest.password_env)",
+            ingest.password_env
+        )
+    })?;
+    Ok(Some(Credentials {
+        username: ingest.username.clone(),
+        password,
+    }))
 }
 
 /// The store with the configured time-series sink.

@@ -1,0 +1,205 @@
+//! Ingest workers on an external broker (Mosquitto 2 with persistence):
+//! manual acks after commit, so a worker killed mid-stream loses nothing;
+//! two workers in one share group store every reading exactly once; and
+//! the split roles (`--role broker` + `--role ingest`) work together.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::services::{Mosquitto, OndolProcess, base_config};
+use crate::support::{TEST_ROSTER, TestDevice, eventually, free_port, ms_ago, open_db};
+
+const READY: &str = "ingest receiving from the external broker";
+
+fn worker_config(dir: &Path, broker: &str, client_id: &str, extra: &str) -> String {
+    let roster = dir.join("registry.toml");
+    if !roster.exists() {
+        std::fs::write(&roster, TEST_ROSTER).expect("roster");
+    }
+    format!(
+        "{}[ingest]\nbroker = \"{broker}\"\nclient_id = \"{client_id}\"\nstats_interval = \"1h\"\n{extra}\n",
+        base_config(free_port(), &dir.join("data"), &roster)
+    )
+}
+
+fn stored_readings(dir: &Path) -> i64 {
+    let path = dir.join("data").join("ondol.db");
+    if !path.exists() {
+        return 0;
+    }
+    open_db(&path)
+        .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+/// One reading message with its own timestamp.
+fn message(i: i64) -> serde_json::Value {
+    json!({
+        "msg_id": format!("m-{i}"),
+        "readings": [{"type": "steps", "value": i, "ts": ms_ago(60) + i}]
+    })
+}
+
+/// The `ingest stopped` totals a worker logged: (accepted, duplicates).
+fn totals(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("ingest stopped"))
+        .unwrap_or_else(|| panic!("no 'ingest stopped' line in:\n{log}"));
+    let number_after = |key: &str| -> u64 {
+        let start = line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len();
+        line[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("a number after {key} in {line}"))
+    };
+    (number_after("accepted="), number_after("duplicates="))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_worker_mid_stream_loses_nothing() {
+    let Some(broker) = Mosquitto::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Small batches: the worker commits while it still holds received
+    // messages; with automatic acks, a kill would lose those.
+    let config = worker_config(
+        dir.path(),
+        &broker.url(),
+        "worker-k",
+        "batch_max_readings = 10\nbatch_max_delay = \"300ms\"",
+    );
+    let mut worker = OndolProcess::new(dir.path(), "worker", &config, &[]);
+    worker.start(&["run", "--role", "ingest"], READY).await;
+
+    const TOTAL: i64 = 2000;
+    let device = TestDevice::connect(broker.port, "gw-1").await;
+    for i in 0..TOTAL {
+        device.publish(message(i).to_string()).await;
+    }
+    eventually("the first batch to commit", || {
+        (stored_readings(dir.path()) > 0).then_some(())
+    })
+    .await;
+    worker.kill();
+    let at_kill = stored_readings(dir.path());
+    eprintln!("stored at the kill: {at_kill} of {TOTAL}");
+    assert!(at_kill < TOTAL, "the kill came mid-stream ({at_kill} stored)");
+
+    worker.start(&["run", "--role", "ingest"], "connected to the external broker").await;
+    eventually("every reading after the restart", || {
+        (stored_readings(dir.path()) == TOTAL).then_some(())
+    })
+    .await;
+    worker.terminate();
+    assert_eq!(stored_readings(dir.path()), TOTAL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_in_one_share_group_store_each_reading_once() {
+    let Some(broker) = Mosquitto::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut workers: Vec<OndolProcess> = ["worker-a", "worker-b"]
+        .into_iter()
+        .map(|id| {
+            let config = worker_config(dir.path(), &broker.url(), id, "share_group = \"ondol\"");
+            OndolProcess::new(dir.path(), id, &config, &[])
+        })
+        .collect();
+    for worker in &mut workers {
+        worker.start(&["run", "--role", "ingest"], READY).await;
+    }
+
+    const PER_DEVICE: i64 = 100;
+    let mut devices = Vec::new();
+    for id in ["gw-1", "wr-1", "bt-2"] {
+        devices.push(TestDevice::connect(broker.port, id).await);
+    }
+    for device in &devices {
+        for i in 0..PER_DEVICE {
+            device.publish(message(i).to_string()).await;
+        }
+    }
+    let mut receipts: Vec<HashMap<String, serde_json::Value>> = vec![HashMap::new(); devices.len()];
+    for (device, got) in devices.iter_mut().zip(receipts.iter_mut()) {
+        for i in 0..PER_DEVICE {
+            let id = format!("m-{i}");
+            let receipt = device.receipt(&id).await;
+            got.insert(id, receipt);
+        }
+    }
+    for worker in &mut workers {
+        worker.terminate();
+    }
+    for (device, got) in devices.iter_mut().zip(&receipts) {
+        for (id, receipt) in got {
+            assert_eq!(
+                (receipt["accepted"].clone(), receipt["duplicates"].clone()),
+                (json!(1), json!(0)),
+                "{} {id}: {receipt}",
+                device.id
+            );
+        }
+        let late = device.drain_receipts();
+        assert!(late.is_empty(), "a second receipt means a second delivery: {late:?}");
+    }
+    let total = 3 * PER_DEVICE;
+    assert_eq!(stored_readings(dir.path()), total);
+    let (a, b) = (totals(&workers[0].log()), totals(&workers[1].log()));
+    assert_eq!((a.1, b.1), (0, 0), "no message reached both workers");
+    assert_eq!(a.0 + b.0, total as u64);
+    assert!(a.0 > 0 && b.0 > 0, "both workers took a share: {a:?} {b:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_process_and_an_ingest_process_work_together() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mqtt_port = free_port();
+    let roster = dir.path().join("registry.toml");
+    std::fs::write(&roster, TEST_ROSTER).expect("roster");
+    let broker_config = base_config(mqtt_port, &dir.path().join("data"), &roster);
+    let mut broker = OndolProcess::new(dir.path(), "broker", &broker_config, &[]);
+    broker.start(&["run", "--role", "broker"], "ondol ready").await;
+    let config = worker_config(
+        dir.path(),
+        &format!("mqtt://127.0.0.1:{mqtt_port}"),
+        "worker-1",
+        "",
+    );
+    let mut worker = OndolProcess::new(dir.path(), "worker", &config, &[]);
+    worker.start(&["run", "--role", "ingest"], READY).await;
+
+    let mut device = TestDevice::connect(mqtt_port, "gw-1").await;
+    let receipt = device.send(message(1)).await;
+    assert_eq!(receipt["accepted"], 1, "{receipt}");
+    assert_eq!(stored_readings(dir.path()), 1);
+    assert!(!broker.log().contains("ingest"), "the broker role runs no ingest");
+    worker.terminate();
+    broker.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_role_needs_an_external_broker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let roster = dir.path().join("registry.toml");
+    std::fs::write(&roster, TEST_ROSTER).expect("roster");
+    let config_path = dir.path().join("ondol.toml");
+    std::fs::write(&config_path, base_config(free_port(), &dir.path().join("data"), &roster))
+        .expect("config");
+    let output = std::process::Command::new(crate::support::binary())
+        .args(["run", "--role", "ingest", "--config"])
+        .arg(&config_path)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ingest.broker"), "{stderr}");
+}
