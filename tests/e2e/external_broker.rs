@@ -90,9 +90,17 @@ async fn kill_9_of_a_worker_mid_stream_loses_nothing() {
     worker.kill();
     let at_kill = stored_readings(dir.path());
     eprintln!("stored at the kill: {at_kill} of {TOTAL}");
-    assert!(at_kill < TOTAL, "the kill came mid-stream ({at_kill} stored)");
+    assert!(
+        at_kill < TOTAL,
+        "the kill came mid-stream ({at_kill} stored)"
+    );
 
-    worker.start(&["run", "--role", "ingest"], "connected to the external broker").await;
+    worker
+        .start(
+            &["run", "--role", "ingest"],
+            "connected to the external broker",
+        )
+        .await;
     eventually("every reading after the restart", || {
         (stored_readings(dir.path()) == TOTAL).then_some(())
     })
@@ -149,7 +157,10 @@ async fn two_workers_in_one_share_group_store_each_reading_once() {
             );
         }
         let late = device.drain_receipts();
-        assert!(late.is_empty(), "a second receipt means a second delivery: {late:?}");
+        assert!(
+            late.is_empty(),
+            "a second receipt means a second delivery: {late:?}"
+        );
     }
     let total = 3 * PER_DEVICE;
     assert_eq!(stored_readings(dir.path()), total);
@@ -167,7 +178,9 @@ async fn a_broker_process_and_an_ingest_process_work_together() {
     std::fs::write(&roster, TEST_ROSTER).expect("roster");
     let broker_config = base_config(mqtt_port, &dir.path().join("data"), &roster);
     let mut broker = OndolProcess::new(dir.path(), "broker", &broker_config, &[]);
-    broker.start(&["run", "--role", "broker"], "ondol ready").await;
+    broker
+        .start(&["run", "--role", "broker"], "ondol ready")
+        .await;
     let config = worker_config(
         dir.path(),
         &format!("mqtt://127.0.0.1:{mqtt_port}"),
@@ -181,7 +194,10 @@ async fn a_broker_process_and_an_ingest_process_work_together() {
     let receipt = device.send(message(1)).await;
     assert_eq!(receipt["accepted"], 1, "{receipt}");
     assert_eq!(stored_readings(dir.path()), 1);
-    assert!(!broker.log().contains("ingest"), "the broker role runs no ingest");
+    assert!(
+        !broker.log().contains("ingest"),
+        "the broker role runs no ingest"
+    );
     worker.terminate();
     broker.terminate();
 }
@@ -192,8 +208,11 @@ async fn the_ingest_role_needs_an_external_broker() {
     let roster = dir.path().join("registry.toml");
     std::fs::write(&roster, TEST_ROSTER).expect("roster");
     let config_path = dir.path().join("ondol.toml");
-    std::fs::write(&config_path, base_config(free_port(), &dir.path().join("data"), &roster))
-        .expect("config");
+    std::fs::write(
+        &config_path,
+        base_config(free_port(), &dir.path().join("data"), &roster),
+    )
+    .expect("config");
     let output = std::process::Command::new(crate::support::binary())
         .args(["run", "--role", "ingest", "--config"])
         .arg(&config_path)

@@ -78,13 +78,12 @@ async fn readings_land_in_influxdb_with_their_tags_fields_and_timestamps() {
 
     let series = exported(&vm, 5).await;
     let tags = |kind: &str| {
-        let l = labels(&[
+        labels(&[
             ("device", "gw-1"),
             ("region", "gangjin"),
             ("resident", "r-1"),
             ("type", kind),
-        ]);
-        l
+        ])
     };
     let with = |mut l: BTreeMap<String, String>, k: &str, v: &str| {
         l.insert(k.to_owned(), v.to_owned());
@@ -129,7 +128,10 @@ async fn readings_land_in_influxdb_with_their_tags_fields_and_timestamps() {
 
     // A resend is a duplicate and is not written again.
     let again = device.send(message).await;
-    assert_eq!((again["accepted"].clone(), again["duplicates"].clone()), (json!(0), json!(4)));
+    assert_eq!(
+        (again["accepted"].clone(), again["duplicates"].clone()),
+        (json!(0), json!(4))
+    );
     ondol.terminate();
     assert_eq!(exported(&vm, 5).await, expected);
 }
@@ -186,11 +188,18 @@ async fn a_sink_outage_loses_nothing_and_resends_are_stored_once() {
     store.import_roster(&roster).expect("import");
 
     let base = Timestamp::now().as_millisecond() - 3_600_000;
-    let heart = |i: i64| reading("wr-1", "r-1", base + i * 1000, ReadingValue::Number(60.0 + i as f64));
+    let heart = |i: i64| {
+        reading(
+            "wr-1",
+            "r-1",
+            base + i * 1000,
+            ReadingValue::Number(60.0 + i as f64),
+        )
+    };
     // The sink is up: written directly.
     let first: Vec<_> = (0..10).map(heart).collect();
-    let outcome = tokio::task::block_in_place(|| store.commit_batch(&batch(first.clone())))
-        .expect("commit");
+    let outcome =
+        tokio::task::block_in_place(|| store.commit_batch(&batch(first.clone()))).expect("commit");
     assert_eq!(outcome.accepted(), 10);
     assert_eq!(monitor.spool_depth().batches, 0);
 
@@ -198,42 +207,69 @@ async fn a_sink_outage_loses_nothing_and_resends_are_stored_once() {
     vm.stop();
     let second: Vec<_> = (10..20).map(heart).collect();
     let third = vec![
-        reading("bt-2", "r-2", base + 5, ReadingValue::Checkin(CheckinValue::Help)),
+        reading(
+            "bt-2",
+            "r-2",
+            base + 5,
+            ReadingValue::Checkin(CheckinValue::Help),
+        ),
         heart(20),
     ];
     for b in [second.clone(), third] {
-        let outcome =
-            tokio::task::block_in_place(|| store.commit_batch(&batch(b))).expect("commit while down");
+        let outcome = tokio::task::block_in_place(|| store.commit_batch(&batch(b)))
+            .expect("commit while down");
         assert!(outcome.accepted() > 0);
     }
-    assert!(monitor.spool_depth().batches >= 2, "{:?}", monitor.spool_depth());
-    assert!(monitor.outage().is_some(), "the outage is a raised condition");
+    assert!(
+        monitor.spool_depth().batches >= 2,
+        "{:?}",
+        monitor.spool_depth()
+    );
+    assert!(
+        monitor.outage().is_some(),
+        "the outage is a raised condition"
+    );
     // Resends while down: duplicates, neither written nor spooled again.
     let spooled = monitor.spool_depth();
     let mut resend = first.clone();
     resend.extend(second.clone());
-    let outcome = tokio::task::block_in_place(|| store.commit_batch(&batch(resend))).expect("resend");
+    let outcome =
+        tokio::task::block_in_place(|| store.commit_batch(&batch(resend))).expect("resend");
     assert_eq!((outcome.accepted(), outcome.duplicates()), (0, 20));
     assert_eq!(monitor.spool_depth(), spooled);
 
     // Back up: the spool drains in order, everything is there once.
     vm.resume().await;
-    eventually("the spool to drain", || (monitor.spool_depth().batches == 0).then_some(())).await;
-    eventually("the outage to clear", || monitor.outage().is_none().then_some(())).await;
+    eventually("the spool to drain", || {
+        (monitor.spool_depth().batches == 0).then_some(())
+    })
+    .await;
+    eventually("the outage to clear", || {
+        monitor.outage().is_none().then_some(())
+    })
+    .await;
     let series = exported(&vm, 22).await;
     let heart_series = series
         .iter()
         .find(|s| s.labels.get("type").map(String::as_str) == Some("heart_rate"))
         .expect("heart rate series");
-    let expected: Vec<(i64, f64)> = (0..21).map(|i| (base + i * 1000, 60.0 + i as f64)).collect();
-    assert_eq!(heart_series.samples, expected, "every reading once, none lost");
+    let expected: Vec<(i64, f64)> = (0..21)
+        .map(|i| (base + i * 1000, 60.0 + i as f64))
+        .collect();
+    assert_eq!(
+        heart_series.samples, expected,
+        "every reading once, none lost"
+    );
     let checkins: Vec<_> = series
         .iter()
         .filter(|s| s.labels.get("type").map(String::as_str) == Some("checkin"))
         .collect();
     assert_eq!(checkins.len(), 1);
     assert_eq!(checkins[0].samples, vec![(base + 5, 0.0)]);
-    assert_eq!(checkins[0].labels.get("region").map(String::as_str), Some("alentejo"));
+    assert_eq!(
+        checkins[0].labels.get("region").map(String::as_str),
+        Some("alentejo")
+    );
     assert!(!spool_dir.join("dead-letters.jsonl").exists());
 }
 
@@ -258,7 +294,10 @@ async fn a_spool_left_by_a_crash_is_replayed_on_the_next_start() {
         ..InfluxConfig::default()
     };
     let sink = InfluxSink::open(&config, "token", &spool_dir).expect("sink");
-    eventually("the old spool to drain", || (sink.spool_depth().batches == 0).then_some(())).await;
+    eventually("the old spool to drain", || {
+        (sink.spool_depth().batches == 0).then_some(())
+    })
+    .await;
     let series = exported(&vm, 1).await;
     assert_eq!(series.len(), 1);
     assert_eq!(series[0].samples, vec![(ts_ns / 1_000_000, 42.0)]);

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod compose;
 mod external_broker;
 mod influx;
 mod ingest;

@@ -238,7 +238,8 @@ impl Mosquitto {
             assert!(
                 Instant::now() < deadline,
                 "mosquitto did not start:\n{}",
-                std::fs::read_to_string(broker.dir.path().join("mosquitto.log")).unwrap_or_default()
+                std::fs::read_to_string(broker.dir.path().join("mosquitto.log"))
+                    .unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -316,10 +317,17 @@ impl OndolProcess {
             if log.get(before..).is_some_and(|new| new.contains(ready)) {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("ondol exited during start-up with {status}:\n{log}");
             }
-            assert!(Instant::now() < deadline, "ondol never logged {ready:?}:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "ondol never logged {ready:?}:\n{log}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

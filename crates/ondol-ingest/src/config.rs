@@ -107,10 +107,7 @@ impl IngestConfig {
                 "must be non-empty and may not contain + # / $".to_owned(),
             ));
         }
-        if self
-            .share_group
-            .contains(['+', '#', '/', '$', ' '])
-        {
+        if self.share_group.contains(['+', '#', '/', '$', ' ']) {
             problems.push((
                 "share_group",
                 "may not contain + # / $ or spaces; e.g. \"ondol\"".to_owned(),

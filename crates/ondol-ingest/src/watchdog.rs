@@ -74,7 +74,8 @@ pub(crate) async fn run(
         if watchdog.silent(now, stats.snapshot().messages, expected) {
             let detail = format!("no device message for {silence:?} while devices are expected");
             if stats.outage.raise(OutageCause::NoMessages, now, &detail) == Transition::Raised {
-                metrics::gauge!(SYSTEM_OUTAGE, "cause" => OutageCause::NoMessages.as_str()).set(1.0);
+                metrics::gauge!(SYSTEM_OUTAGE, "cause" => OutageCause::NoMessages.as_str())
+                    .set(1.0);
                 tracing::error!(
                     condition = "system_outage",
                     cause = OutageCause::NoMessages.as_str(),
@@ -84,7 +85,11 @@ pub(crate) async fn run(
             }
         } else if stats.outage.clear() == Transition::Cleared {
             metrics::gauge!(SYSTEM_OUTAGE, "cause" => OutageCause::NoMessages.as_str()).set(0.0);
-            tracing::info!(condition = "system_outage", cause = OutageCause::NoMessages.as_str(), "device messages arrive again");
+            tracing::info!(
+                condition = "system_outage",
+                cause = OutageCause::NoMessages.as_str(),
+                "device messages arrive again"
+            );
         }
     }
 }
@@ -100,8 +105,14 @@ mod tests {
         let mut watchdog = Watchdog::new(Duration::from_secs(15 * 60), t0, 0);
         assert!(!watchdog.silent(at(14), 0, true));
         assert!(watchdog.silent(at(15), 0, true));
-        assert!(!watchdog.silent(at(15), 0, false), "no devices, nothing expected");
-        assert!(!watchdog.silent(at(16), 3, true), "a message ends the silence");
+        assert!(
+            !watchdog.silent(at(15), 0, false),
+            "no devices, nothing expected"
+        );
+        assert!(
+            !watchdog.silent(at(16), 3, true),
+            "a message ends the silence"
+        );
         assert!(!watchdog.silent(at(30), 3, true));
         assert!(watchdog.silent(at(31), 3, true));
     }

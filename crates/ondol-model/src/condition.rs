@@ -109,7 +109,10 @@ mod tests {
         let t0 = Timestamp::from_second(1_800_000_000).expect("valid");
         let t1 = Timestamp::from_second(1_800_000_060).expect("valid");
         assert_eq!(flag.get(), None);
-        assert_eq!(flag.raise(OutageCause::NoMessages, t0, "first"), Transition::Raised);
+        assert_eq!(
+            flag.raise(OutageCause::NoMessages, t0, "first"),
+            Transition::Raised
+        );
         assert_eq!(
             flag.raise(OutageCause::NoMessages, t1, "again"),
             Transition::Unchanged

@@ -42,13 +42,13 @@ use ondol_model::roster::Roster;
 
 pub use batch::{Batch, BatchOutcome, NewReading, NewRejection, StatusUpdate};
 pub use error::StoreError;
+pub use influx::{InfluxConfig, InfluxSink};
 pub use query::{
     DeviceStateRow, ResidentActivityRow, ResidentDayRow, StoredReading, StoredRejection,
 };
 pub use roster_db::ImportSummary;
 pub use roster_file::{RosterProblem, parse_roster};
 pub use schema::SCHEMA_VERSION;
-pub use influx::{InfluxConfig, InfluxSink};
 pub use sink::{EmbeddedSink, TimeseriesSink};
 
 /// How long a statement waits for another connection's lock before failing

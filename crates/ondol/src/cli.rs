@@ -75,10 +75,14 @@ pub fn main() -> ExitCode {
             };
             logging::init(&config.log);
             run_async(|shutdown| {
-                server::run(config, server::RunOptions {
+                server::run(
+                    config,
+                    server::RunOptions {
                         demo: args.demo,
                         role: args.role,
-                    }, shutdown)
+                    },
+                    shutdown,
+                )
             })
         }
         Command::Simulate(args) => {

@@ -592,7 +592,10 @@ mod tests {
                 ("ONDOL_INGEST__BATCH_MAX_READINGS", "0"),
                 ("ONDOL_MQTT__MAX_PACKET_BYTES", "1024"),
                 ("ONDOL_TIMESERIES__BACKEND", "influxdb"),
-                ("ONDOL_TIMESERIES__INFLUXDB__URL", "http://influx:8086/prefix"),
+                (
+                    "ONDOL_TIMESERIES__INFLUXDB__URL",
+                    "http://influx:8086/prefix",
+                ),
             ]),
         )
         .expect_err("invalid");

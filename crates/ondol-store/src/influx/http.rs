@@ -153,13 +153,28 @@ mod tests {
 
     #[test]
     fn statuses_are_sorted_into_refused_unauthorized_and_transient() {
-        assert!(matches!(classify_status(400, "bad line"), WriteFailure::Refused { status: 400, .. }));
-        assert!(matches!(classify_status(422, ""), WriteFailure::Refused { .. }));
-        assert!(matches!(classify_status(401, ""), WriteFailure::Unauthorized { status: 401 }));
-        assert!(matches!(classify_status(403, ""), WriteFailure::Unauthorized { status: 403 }));
+        assert!(matches!(
+            classify_status(400, "bad line"),
+            WriteFailure::Refused { status: 400, .. }
+        ));
+        assert!(matches!(
+            classify_status(422, ""),
+            WriteFailure::Refused { .. }
+        ));
+        assert!(matches!(
+            classify_status(401, ""),
+            WriteFailure::Unauthorized { status: 401 }
+        ));
+        assert!(matches!(
+            classify_status(403, ""),
+            WriteFailure::Unauthorized { status: 403 }
+        ));
         for status in [429, 500, 502, 503, 504] {
             let failure = classify_status(status, "busy");
-            assert!(matches!(failure, WriteFailure::Transient { .. }), "{status}");
+            assert!(
+                matches!(failure, WriteFailure::Transient { .. }),
+                "{status}"
+            );
             assert!(failure.is_retryable());
         }
         assert!(!classify_status(400, "").is_retryable());

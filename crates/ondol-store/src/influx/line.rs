@@ -144,7 +144,11 @@ mod tests {
 
     use super::*;
 
-    fn new_reading(reading_type: ReadingType, value: ReadingValue, sensor: Option<&str>) -> NewReading {
+    fn new_reading(
+        reading_type: ReadingType,
+        value: ReadingValue,
+        sensor: Option<&str>,
+    ) -> NewReading {
         let ts = Timestamp::from_millisecond(1_795_737_600_123).expect("valid");
         NewReading {
             device_id: DeviceId::new("gw-1").expect("valid"),
@@ -173,7 +177,11 @@ mod tests {
     fn each_value_kind_has_its_fields_and_the_timestamp_is_in_nanoseconds() {
         assert_eq!(
             line(
-                &new_reading(ReadingType::Motion, ReadingValue::Motion(true), Some("pir-kitchen")),
+                &new_reading(
+                    ReadingType::Motion,
+                    ReadingValue::Motion(true),
+                    Some("pir-kitchen")
+                ),
                 "gangjin"
             ),
             "reading,device=gw-1,region=gangjin,resident=r-1,sensor=pir-kitchen,type=motion value=1 1795737600123000000\n"
@@ -182,7 +190,10 @@ mod tests {
             line(
                 &new_reading(
                     ReadingType::BloodPressure,
-                    ReadingValue::BloodPressure { systolic: 128.0, diastolic: 82.5 },
+                    ReadingValue::BloodPressure {
+                        systolic: 128.0,
+                        diastolic: 82.5
+                    },
                     None
                 ),
                 "gangjin"
@@ -191,13 +202,20 @@ mod tests {
         );
         assert_eq!(
             line(
-                &new_reading(ReadingType::Checkin, ReadingValue::Checkin(CheckinValue::Help), None),
+                &new_reading(
+                    ReadingType::Checkin,
+                    ReadingValue::Checkin(CheckinValue::Help),
+                    None
+                ),
                 ""
             ),
             "reading,device=gw-1,resident=r-1,type=checkin state=\"help\" 1795737600123000000\n"
         );
         assert_eq!(
-            line(&new_reading(ReadingType::HeartRate, ReadingValue::Number(1e-7), None), "x"),
+            line(
+                &new_reading(ReadingType::HeartRate, ReadingValue::Number(1e-7), None),
+                "x"
+            ),
             "reading,device=gw-1,region=x,resident=r-1,type=heart_rate value=0.0000001 1795737600123000000\n"
         );
     }

@@ -198,7 +198,10 @@ impl Shared {
             && self.condition.clear() == Transition::Cleared
         {
             metrics::gauge!(SYSTEM_OUTAGE, "cause" => outage.cause.as_str()).set(0.0);
-            tracing::info!(cause = outage.cause.as_str(), "the time-series sink accepts writes again");
+            tracing::info!(
+                cause = outage.cause.as_str(),
+                "the time-series sink accepts writes again"
+            );
         }
     }
 
@@ -257,9 +260,10 @@ impl Shared {
                 Err(failure) => return Err(failure),
             }
         }
-        self.dead_letter(&refused).map_err(|error| WriteFailure::Transient {
-            reason: format!("cannot write the dead-letter file: {error}"),
-        })
+        self.dead_letter(&refused)
+            .map_err(|error| WriteFailure::Transient {
+                reason: format!("cannot write the dead-letter file: {error}"),
+            })
     }
 }
 
@@ -274,7 +278,11 @@ impl InfluxSink {
     /// Connects lazily (nothing is sent until the first batch), opens the
     /// spool in `spool_dir` and starts the replayer thread, which delivers
     /// what an earlier run left there.
-    pub fn open(config: &InfluxConfig, token: &str, spool_dir: &Path) -> Result<InfluxSink, StoreError> {
+    pub fn open(
+        config: &InfluxConfig,
+        token: &str,
+        spool_dir: &Path,
+    ) -> Result<InfluxSink, StoreError> {
         let sink_error = |detail: String| StoreError::Sink {
             detail,
             retryable: false,
@@ -294,7 +302,11 @@ impl InfluxSink {
             .map_err(|e| sink_error(e.to_string()))?;
         let depth = spool.depth();
         if depth.batches > 0 {
-            tracing::info!(batches = depth.batches, bytes = depth.bytes, "replaying the time-series spool left by an earlier run");
+            tracing::info!(
+                batches = depth.batches,
+                bytes = depth.bytes,
+                "replaying the time-series spool left by an earlier run"
+            );
         }
         let shared = Arc::new(Shared {
             dead_letters: spool_dir.join("dead-letters.jsonl"),
@@ -356,7 +368,11 @@ impl SinkMonitor {
 }
 
 impl TimeseriesSink for InfluxSink {
-    fn write(&mut self, tx: &Transaction<'_>, readings: &[NewReading]) -> Result<Vec<bool>, StoreError> {
+    fn write(
+        &mut self,
+        tx: &Transaction<'_>,
+        readings: &[NewReading],
+    ) -> Result<Vec<bool>, StoreError> {
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO reading_keys (device_id, reading_type, sensor, ts_ms, received_ms) \
@@ -397,15 +413,27 @@ impl TimeseriesSink for InfluxSink {
             }
             let region = regions.get(resident).map_or("", String::as_str);
             if let Err(line::Unencodable(reason)) = line::encode(new, region, &mut body) {
-                unencodable.push((format!("device={} type={}", new.device_id, reading.reading_type.as_str()), reason));
+                unencodable.push((
+                    format!(
+                        "device={} type={}",
+                        new.device_id,
+                        reading.reading_type.as_str()
+                    ),
+                    reason,
+                ));
             }
         }
         if !unencodable.is_empty() {
-            let refs: Vec<(&str, String)> = unencodable.iter().map(|(l, r)| (l.as_str(), r.clone())).collect();
-            self.shared.dead_letter(&refs).map_err(|e| StoreError::Sink {
-                detail: format!("cannot write the dead-letter file: {e}"),
-                retryable: true,
-            })?;
+            let refs: Vec<(&str, String)> = unencodable
+                .iter()
+                .map(|(l, r)| (l.as_str(), r.clone()))
+                .collect();
+            self.shared
+                .dead_letter(&refs)
+                .map_err(|e| StoreError::Sink {
+                    detail: format!("cannot write the dead-letter file: {e}"),
+                    retryable: true,
+                })?;
         }
         if body.is_empty() {
             return Ok(inserted);
@@ -421,7 +449,10 @@ impl TimeseriesSink for InfluxSink {
             }
         }
         let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
-        let spooled = self.shared.spool.push(&body, Timestamp::now().as_millisecond());
+        let spooled = self
+            .shared
+            .spool
+            .push(&body, Timestamp::now().as_millisecond());
         self.shared.publish_depth();
         match spooled {
             Ok(_) => {

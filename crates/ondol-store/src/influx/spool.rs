@@ -18,7 +18,9 @@ use std::time::Duration;
 /// Why a batch could not be spooled.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("the spool {dir} is full ({bytes} of {max_bytes} bytes); holding intake until the sink drains it")]
+    #[error(
+        "the spool {dir} is full ({bytes} of {max_bytes} bytes); holding intake until the sink drains it"
+    )]
     Full {
         dir: PathBuf,
         bytes: u64,
@@ -207,10 +209,10 @@ impl Spool {
     pub fn remove(&self, batch: &SpooledBatch) -> Result<(), SpoolError> {
         fs::remove_file(&batch.path).map_err(io(&batch.path))?;
         let mut state = self.lock();
-        if let Some(position) = state.batches.iter().position(|b| b.seq == batch.seq) {
-            if let Some(removed) = state.batches.remove(position) {
-                state.bytes -= removed.bytes;
-            }
+        if let Some(position) = state.batches.iter().position(|b| b.seq == batch.seq)
+            && let Some(removed) = state.batches.remove(position)
+        {
+            state.bytes -= removed.bytes;
         }
         drop(state);
         self.changed.notify_all();
@@ -244,7 +246,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let spool = Spool::open(dir.path(), 1 << 20).expect("open");
         for i in 0..12 {
-            spool.push(format!("line {i}\n").as_bytes(), 1000 + i).expect("push");
+            spool
+                .push(format!("line {i}\n").as_bytes(), 1000 + i)
+                .expect("push");
         }
         let first = spool.oldest(Duration::ZERO).expect("a batch");
         spool.remove(&first).expect("remove");
@@ -270,7 +274,9 @@ mod tests {
     fn the_bound_refuses_new_batches_until_old_ones_drain() {
         let dir = tempfile::tempdir().expect("temp dir");
         let spool = Spool::open(dir.path(), 10).expect("open");
-        spool.push(b"0123456789abcdef", 1).expect("one oversized batch fits an empty spool");
+        spool
+            .push(b"0123456789abcdef", 1)
+            .expect("one oversized batch fits an empty spool");
         assert!(matches!(spool.push(b"x", 2), Err(SpoolError::Full { .. })));
         let oldest = spool.oldest(Duration::ZERO).expect("batch");
         spool.remove(&oldest).expect("remove");
