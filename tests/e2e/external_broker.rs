@@ -222,3 +222,105 @@ async fn the_ingest_role_needs_an_external_broker() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ingest.broker"), "{stderr}");
 }
+
+/// A number in the simulator's report, e.g. `accepted` in "(12 accepted,".
+fn report_count(report: &str, what: &str) -> u64 {
+    let end = report
+        .find(&format!(" {what}"))
+        .unwrap_or_else(|| panic!("{what} in {report}"));
+    let digits: String = report[..end]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_ondol_run_with_the_simulator_resending_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mqtt_port = free_port();
+    // Fifty synthetic homes: enough traffic that messages are in flight
+    // when the process dies.
+    let roster = dir.path().join("registry.toml");
+    let config = base_config(mqtt_port, &dir.path().join("data"), &roster);
+    let config_path = dir.path().join("roster-writer.toml");
+    std::fs::write(&config_path, &config).expect("config");
+    let written = std::process::Command::new(crate::support::binary())
+        .args(["simulate", "--synthetic", "--homes", "50", "--write-roster"])
+        .arg(&roster)
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .expect("write the synthetic roster");
+    assert!(written.status.success(), "{written:?}");
+    let mut ondol = OndolProcess::new(dir.path(), "ondol", &config, &[]);
+    ondol.start(&["run"], "ondol ready").await;
+    let mut fleet = OndolProcess::new(dir.path(), "fleet", &config, &[]);
+    fleet
+        .start(
+            &[
+                "simulate",
+                "--synthetic",
+                "--homes",
+                "50",
+                "--broker",
+                &format!("127.0.0.1:{mqtt_port}"),
+                "--speed",
+                "3600",
+                "--malformed-rate",
+                "0",
+                "--duration",
+                "12s",
+            ],
+            "simulating",
+        )
+        .await;
+
+    eventually("readings to flow", || {
+        (stored_readings(dir.path()) > 200).then_some(())
+    })
+    .await;
+    ondol.kill();
+    ondol.start(&["run"], "ondol ready").await;
+    fleet.wait_exit().await;
+    ondol.terminate();
+
+    let log = fleet.log();
+    let report = log
+        .lines()
+        .find(|l| l.contains("simulation finished"))
+        .unwrap_or_else(|| panic!("no report in:\n{log}"));
+    let accepted = report_count(report, "accepted");
+    assert!(
+        report_count(report, "reconnects") >= 1,
+        "the fleet saw the kill: {report}"
+    );
+    assert_eq!(report_count(report, "readings dropped"), 0, "{report}");
+    let db = open_db(&dir.path().join("data").join("ondol.db"));
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    let stored = count("SELECT COUNT(*) FROM readings");
+    // Every reading the fleet got a receipt for is stored...
+    assert!(
+        stored as u64 >= accepted,
+        "{stored} stored, {accepted} receipted: {report}"
+    );
+    // ...and beyond those, only readings whose receipt the run ended
+    // waiting for (one reading per message here).
+    let unreceipted = report_count(report, "unreceipted");
+    assert!(
+        stored as u64 <= accepted + unreceipted,
+        "{stored} stored: {report}"
+    );
+    // ...and each is counted once, resends included.
+    assert_eq!(
+        count("SELECT COALESCE(SUM(readings), 0) FROM resident_days"),
+        stored,
+        "the rollups count every stored reading exactly once"
+    );
+}

@@ -332,6 +332,20 @@ impl OndolProcess {
         }
     }
 
+    /// Waits until the process exits on its own (within the test patience).
+    pub async fn wait_exit(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + PATIENCE * 2;
+        while child.try_wait().ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "ondol did not exit:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL, no warning.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
