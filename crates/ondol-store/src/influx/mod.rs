@@ -37,6 +37,8 @@
 mod http;
 pub mod line;
 pub mod spool;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::io::Write as _;
