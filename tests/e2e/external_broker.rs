@@ -324,3 +324,35 @@ async fn kill_9_of_ondol_run_with_the_simulator_resending_loses_and_duplicates_n
         "the rollups count every stored reading exactly once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_while_devices_are_expected_raises_a_system_outage() {
+    let Some(broker) = Mosquitto::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = worker_config(
+        dir.path(),
+        &broker.url(),
+        "worker-w",
+        "watchdog_silence = \"300ms\"",
+    );
+    let mut worker = OndolProcess::new(dir.path(), "worker", &config, &[]);
+    worker.start(&["run", "--role", "ingest"], READY).await;
+    eventually("the watchdog to raise the condition", || {
+        let log = worker.log();
+        (log.contains("system_outage") && log.contains("no_messages")).then_some(())
+    })
+    .await;
+
+    let mut device = TestDevice::connect(broker.port, "gw-1").await;
+    assert_eq!(device.send(message(1)).await["accepted"], 1);
+    eventually("the condition to clear", || {
+        worker
+            .log()
+            .contains("device messages arrive again")
+            .then_some(())
+    })
+    .await;
+    worker.terminate();
+}
