@@ -356,3 +356,33 @@ async fn silence_while_devices_are_expected_raises_a_system_outage() {
     .await;
     worker.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reaches_an_mqtts_broker_with_a_client_certificate() {
+    let Some((broker, tls_port)) = Mosquitto::start_with_tls().await else {
+        return;
+    };
+    let certs = crate::services::tls_fixtures();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = format!(
+        "tls_ca_file = {:?}\ntls_client_cert_file = {:?}\ntls_client_key_file = {:?}",
+        certs.join("ca.pem"),
+        certs.join("client.pem"),
+        certs.join("client.key"),
+    );
+    let config = worker_config(
+        dir.path(),
+        &format!("mqtts://127.0.0.1:{tls_port}"),
+        "worker-tls",
+        &tls,
+    );
+    let mut worker = OndolProcess::new(dir.path(), "worker", &config, &[]);
+    worker.start(&["run", "--role", "ingest"], READY).await;
+
+    // The device uses the broker's plain listener; the worker only TLS.
+    let mut device = TestDevice::connect(broker.port, "gw-1").await;
+    let receipt = device.send(message(7)).await;
+    assert_eq!(receipt["accepted"], 1, "{receipt}");
+    assert_eq!(stored_readings(dir.path()), 1);
+    worker.terminate();
+}

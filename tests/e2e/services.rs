@@ -211,6 +211,24 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub async fn start() -> Option<Mosquitto> {
+        Self::start_with("").await
+    }
+
+    /// With a second listener on the returned port that requires TLS and a
+    /// client certificate (the test certificates in `tests/fixtures/tls`).
+    pub async fn start_with_tls() -> Option<(Mosquitto, u16)> {
+        let tls_port = free_port();
+        let certs = tls_fixtures();
+        let listener = format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            certs.join("ca.pem").display(),
+            certs.join("server.pem").display(),
+            certs.join("server.key").display(),
+        );
+        Some((Self::start_with(&listener).await?, tls_port))
+    }
+
+    async fn start_with(extra_listeners: &str) -> Option<Mosquitto> {
         let binary = find_server("mosquitto", "mosquitto")?;
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -218,7 +236,7 @@ impl Mosquitto {
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nmax_inflight_messages 20\nlog_dest stderr\n",
+                "allow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nmax_inflight_messages 20\nlog_dest stderr\nlistener {port} 127.0.0.1\n{extra_listeners}",
                 dir.path().display()
             ),
         )
@@ -228,13 +246,23 @@ impl Mosquitto {
             &["-c", config.to_str().expect("utf-8 path")],
             &dir.path().join("mosquitto.log"),
         );
-        let broker = Mosquitto {
+        let mut broker = Mosquitto {
             dir,
             port,
             child: Some(child),
         };
         let deadline = Instant::now() + PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = broker
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none(),
+                "mosquitto exited:\n{}",
+                std::fs::read_to_string(broker.dir.path().join("mosquitto.log"))
+                    .unwrap_or_default()
+            );
             assert!(
                 Instant::now() < deadline,
                 "mosquitto did not start:\n{}",
@@ -258,6 +286,13 @@ impl Drop for Mosquitto {
             let _ = child.wait();
         }
     }
+}
+
+/// The test-only CA, server and client certificates.
+pub fn tls_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("tls")
 }
 
 /// An `ondol` process with its own config file and log, for tests that run

@@ -3,7 +3,7 @@
 //! - The embedded broker: an in-process rumqttd link, subscribed before any
 //!   device could connect. rumqttd drops what a slow subscriber misses, so
 //!   the link is drained on its own thread into ingest's queue.
-//! - An external broker: a rumqttc client (MQTT 3.1.1) with a stable id and
+//! - An external broker: a rumqttc client (MQTT 3.1.1, TCP or TLS) with a stable id and
 //!   a persistent session, reconnecting with jittered exponential backoff
 //!   (rumqttc itself retries at once, forever), optionally in a shared
 //!   subscription group so several workers split the devices.
@@ -54,7 +54,53 @@ pub enum SourceLink {
         host: String,
         port: u16,
         credentials: Option<Credentials>,
+        /// `Some` for `mqtts://` (see [`tls_client_config`]).
+        tls: Option<Arc<rustls::ClientConfig>>,
     },
+}
+
+/// A TLS client configuration from PEM bytes: the CA certificate(s) the
+/// broker must chain to and, for client authentication, our certificate
+/// chain and private key. Uses rustls with the ring provider.
+pub fn tls_client_config(
+    ca_pem: &[u8],
+    client: Option<(&[u8], &[u8])>,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| format!("the CA file is not PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a CA certificate is not usable: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the CA file holds no certificate".into());
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    match client {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("the client certificate file is not PEM: {e}"))?;
+            if chain.is_empty() {
+                return Err("the client certificate file holds no certificate".into());
+            }
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|e| format!("the client key file holds no usable private key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the client certificate and key do not fit: {e}"))
+        }
+    }
 }
 
 /// Username and password towards an external broker.
@@ -175,6 +221,7 @@ pub(crate) fn start(
             host,
             port,
             credentials,
+            tls,
         } => {
             let mut options = MqttOptions::new(config.client_id.clone(), host, port);
             options.set_keep_alive(Duration::from_secs(30));
@@ -182,6 +229,11 @@ pub(crate) fn start(
             options.set_manual_acks(true);
             if let Some(credentials) = credentials {
                 options.set_credentials(credentials.username, credentials.password);
+            }
+            if let Some(tls) = tls {
+                options.set_transport(rumqttc::Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(tls),
+                ));
             }
             // Refusing an oversized message is ingest's job (it answers with
             // `payload_too_large`); a client-side limit would drop the

@@ -518,6 +518,15 @@ mod tests {
         assert_eq!(config.ingest.password_env, ingest.password_env);
         assert_eq!(config.ingest.watchdog_silence, ingest.watchdog_silence);
         assert_eq!(config.ingest.client_id, ingest.client_id);
+        assert_eq!(config.ingest.tls_ca_file, ingest.tls_ca_file);
+        assert_eq!(
+            config.ingest.tls_client_cert_file,
+            ingest.tls_client_cert_file
+        );
+        assert_eq!(
+            config.ingest.tls_client_key_file,
+            ingest.tls_client_key_file
+        );
         let mqtt = BrokerConfig::default();
         assert_eq!(config.mqtt.listen, mqtt.listen);
         assert_eq!(config.mqtt.max_packet_bytes, mqtt.max_packet_bytes);

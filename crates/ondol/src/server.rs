@@ -120,11 +120,16 @@ pub async fn run(
                 Some(router),
             )
         }
-        BrokerTarget::External { host, port } => (
+        BrokerTarget::External { host, port, tls } => (
             SourceLink::External {
                 host: host.clone(),
                 port: *port,
                 credentials: broker_credentials(&config)?,
+                tls: if *tls {
+                    Some(Arc::new(broker_tls(&config)?))
+                } else {
+                    None
+                },
             },
             None,
         ),
@@ -252,6 +257,29 @@ fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
         username: ingest.username.clone(),
         password,
     }))
+}
+
+/// The TLS client configuration for an `mqtts://` broker, from the PEM
+/// files named by `ingest.tls_*`.
+fn broker_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
+    let ingest = &config.ingest;
+    let read = |key: &str, path: &str| {
+        std::fs::read(path).with_context(|| format!("cannot read {path} (key ingest.{key})"))
+    };
+    let ca = read("tls_ca_file", &ingest.tls_ca_file)?;
+    let client = if ingest.tls_client_cert_file.is_empty() {
+        None
+    } else {
+        Some((
+            read("tls_client_cert_file", &ingest.tls_client_cert_file)?,
+            read("tls_client_key_file", &ingest.tls_client_key_file)?,
+        ))
+    };
+    ondol_ingest::source::tls_client_config(
+        &ca,
+        client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+    )
+    .map_err(|e| anyhow::anyhow!("ingest TLS (keys ingest.tls_*): {e}"))
 }
 
 /// The store with the configured time-series sink.

@@ -61,7 +61,11 @@ impl FakeInflux {
                 if status == 204 {
                     w.lock().unwrap().push(body);
                 }
-                let text = if status == 204 { "" } else { "scripted refusal" };
+                let text = if status == 204 {
+                    ""
+                } else {
+                    "scripted refusal"
+                };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status} Scripted\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
