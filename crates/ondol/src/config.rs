@@ -482,7 +482,8 @@ pub fn redacted(table: &toml::Table) -> toml::Table {
                 toml::Value::Table(inner) => toml::Value::Table(redacted(inner)),
                 toml::Value::String(_)
                     if SECRET_KEY_PARTS.iter().any(|p| key.contains(p))
-                        && !key.ends_with("_env") =>
+                        && !key.ends_with("_env")
+                        && !key.ends_with("_file") =>
                 {
                     toml::Value::String("<redacted>".into())
                 }
@@ -621,11 +622,12 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let table: toml::Table = "[a]\ntoken = \"s3cret\"\ntoken_env = \"ONDOL_T\"\nurl = \"x\"\n"
+        let table: toml::Table = "[a]\ntoken = \"s3cret\"\ntoken_env = \"ONDOL_T\"\nurl = \"x\"\ntls_client_key_file = \"/etc/k.pem\"\n"
             .parse()
             .expect("toml");
         let out = toml::to_string(&redacted(&table)).expect("toml");
         assert!(!out.contains("s3cret"));
+        assert!(out.contains("/etc/k.pem"), "a path to a key is not the key");
         assert!(out.contains("ONDOL_T"));
         assert!(out.contains("url = \"x\""));
     }
