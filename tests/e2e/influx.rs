@@ -120,6 +120,8 @@ async fn readings_land_in_influxdb_with_their_tags_fields_and_timestamps() {
     expected.sort_by(|a, b| a.labels.cmp(&b.labels));
     assert_eq!(series, expected);
 
+    // Each worker spools in its own directory, named by its client id.
+    assert!(dir.path().join("data/influx-spool/ondol-ingest").is_dir());
     // The raw readings are not in SQLite; their dedupe keys are.
     let db = crate::support::open_db(&dir.path().join("data").join("ondol.db"));
     let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).expect(sql) };

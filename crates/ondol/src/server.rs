@@ -295,7 +295,14 @@ fn open_store(config: &Config, database: &std::path::Path) -> anyhow::Result<Sto
                     influx.token_env
                 )
             })?;
-            let spool = config.storage.data_dir.join("influx-spool");
+            // One spool per ingest worker: workers sharing a data dir must
+            // not replay (or clean up) each other's files. The client id is
+            // unique per worker (the broker requires it).
+            let spool = config
+                .storage
+                .data_dir
+                .join("influx-spool")
+                .join(&config.ingest.client_id);
             let sink = InfluxSink::open(influx, &token, &spool)
                 .context("cannot start the InfluxDB sink (section timeseries.influxdb)")?;
             tracing::info!(url = %influx.url, bucket = %influx.bucket, spool = %spool.display(), "raw readings go to InfluxDB");
