@@ -34,6 +34,24 @@ fn stored_readings(dir: &Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// A log without its terminal colour codes.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One reading message with its own timestamp.
 fn message(i: i64) -> serde_json::Value {
     json!({
@@ -77,6 +95,10 @@ async fn kill_9_of_a_worker_mid_stream_loses_nothing() {
     );
     let mut worker = OndolProcess::new(dir.path(), "worker", &config, &[]);
     worker.start(&["run", "--role", "ingest"], READY).await;
+    assert!(
+        plain(&worker.log()).contains("protocol=\"5\""),
+        "Mosquitto speaks MQTT 5"
+    );
 
     const TOTAL: i64 = 2000;
     let device = TestDevice::connect(broker.port, "gw-1").await;

@@ -3,7 +3,8 @@
 //! - The embedded broker: an in-process rumqttd link, subscribed before any
 //!   device could connect. rumqttd drops what a slow subscriber misses, so
 //!   the link is drained on its own thread into ingest's queue.
-//! - An external broker: a rumqttc client (MQTT 3.1.1, TCP or TLS) with a stable id and
+//! - An external broker: a rumqttc client (MQTT 5, falling back to 3.1.1 when
+//!   the broker does not speak 5; TCP or TLS) with a stable id and
 //!   a persistent session, reconnecting with jittered exponential backoff
 //!   (rumqttc itself retries at once, forever), optionally in a shared
 //!   subscription group so several workers split the devices.
@@ -27,13 +28,14 @@
 //! unacked messages with their old packet ids, so it acks the message it was
 //! meant for.)
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use ondol_model::backoff::Backoff;
 use ondol_model::wire::{READINGS_FILTER, STATUS_FILTER};
+use rumqttc::v5::mqttbytes::QoS as V5QoS;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
@@ -124,7 +126,7 @@ impl std::fmt::Debug for Credentials {
 pub struct AckToken {
     /// The connection the message arrived on.
     epoch: u64,
-    publish: rumqttc::Publish,
+    publish: AckPublish,
 }
 
 impl std::fmt::Debug for SourceLink {
@@ -142,7 +144,9 @@ impl std::fmt::Debug for SourceLink {
 pub enum ReceiptSink {
     Embedded(LinkTx),
     External {
-        client: AsyncClient,
+        /// The current client (its protocol can change once, at the first
+        /// connection: MQTT 5 or the 3.1.1 fallback).
+        client: Arc<RwLock<MqttClient>>,
         runtime: tokio::runtime::Handle,
         /// The current connection's epoch (see [`AckToken`]).
         epoch: Arc<AtomicU64>,
@@ -169,9 +173,10 @@ impl ReceiptSink {
                 .map_err(|e| e.to_string()),
             ReceiptSink::External {
                 client, runtime, ..
-            } => runtime
-                .block_on(client.publish(topic, QoS::AtLeastOnce, false, payload))
-                .map_err(|e| e.to_string()),
+            } => {
+                let client = current(client);
+                runtime.block_on(client.publish(topic, payload))
+            }
         }
     }
 
@@ -186,6 +191,7 @@ impl ReceiptSink {
         else {
             return 0;
         };
+        let client = current(client);
         let mut dropped = 0;
         for token in tokens {
             if token.epoch != epoch.load(Ordering::SeqCst) {
@@ -200,6 +206,234 @@ impl ReceiptSink {
             }
         }
         dropped
+    }
+}
+
+fn current(client: &RwLock<MqttClient>) -> MqttClient {
+    client.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The MQTT protocol versions ingest speaks to an external broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    V5,
+    V311,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V5 => "5",
+            Protocol::V311 => "3.1.1",
+        }
+    }
+}
+
+/// A client of either protocol version.
+#[derive(Clone)]
+pub enum MqttClient {
+    V311(AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+impl std::fmt::Debug for MqttClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MqttClient::V311(_) => "MqttClient::V311",
+            MqttClient::V5(_) => "MqttClient::V5",
+        })
+    }
+}
+
+/// A received publish of either protocol version, kept to ack it.
+#[derive(Debug, Clone)]
+enum AckPublish {
+    V311(rumqttc::Publish),
+    V5(rumqttc::v5::mqttbytes::v5::Publish),
+}
+
+impl MqttClient {
+    async fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            MqttClient::V311(c) => c
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .map_err(|e| e.to_string()),
+            MqttClient::V5(c) => c
+                .publish(topic, V5QoS::AtLeastOnce, false, payload)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn ack(&self, publish: &AckPublish) -> Result<(), String> {
+        match (self, publish) {
+            (MqttClient::V311(c), AckPublish::V311(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            (MqttClient::V5(c), AckPublish::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            _ => Err("the message arrived over the other protocol version".into()),
+        }
+    }
+
+    fn try_subscribe(&self, filter: &str) -> Result<(), String> {
+        match self {
+            MqttClient::V311(c) => c
+                .try_subscribe(filter, QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
+            MqttClient::V5(c) => c
+                .try_subscribe(filter, V5QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn try_disconnect(&self) {
+        let _ = match self {
+            MqttClient::V311(c) => c.try_disconnect().map_err(|e| e.to_string()),
+            MqttClient::V5(c) => c.try_disconnect().map_err(|e| e.to_string()),
+        };
+    }
+}
+
+/// An event loop of either protocol version.
+enum MqttLoop {
+    V311(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// What ingest needs to know of an event, whatever the protocol.
+// Lives for one loop iteration; boxing the publish would cost an allocation
+// per message for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Happened {
+    Publish {
+        topic: String,
+        payload: bytes::Bytes,
+        ack: AckPublish,
+    },
+    ConnAck {
+        session_present: bool,
+    },
+    SubAck {
+        refused: bool,
+    },
+    Other,
+    Failed(String),
+}
+
+impl MqttLoop {
+    async fn poll(&mut self) -> Happened {
+        match self {
+            MqttLoop::V311(eventloop) => match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(publish))) => Happened::Publish {
+                    topic: publish.topic.clone(),
+                    payload: publish.payload.clone(),
+                    ack: AckPublish::V311(publish),
+                },
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => Happened::ConnAck {
+                    session_present: ack.session_present,
+                },
+                Ok(Event::Incoming(Packet::SubAck(suback))) => Happened::SubAck {
+                    refused: suback
+                        .return_codes
+                        .iter()
+                        .any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure)),
+                },
+                Ok(_) => Happened::Other,
+                Err(error) => Happened::Failed(error.to_string()),
+            },
+            MqttLoop::V5(eventloop) => {
+                use rumqttc::v5::mqttbytes::v5::{Packet as P5, SubscribeReasonCode as R5};
+                match eventloop.poll().await {
+                    Ok(rumqttc::v5::Event::Incoming(P5::Publish(publish))) => {
+                        match String::from_utf8(publish.topic.to_vec()) {
+                            Ok(topic) => Happened::Publish {
+                                topic,
+                                payload: publish.payload.clone(),
+                                ack: AckPublish::V5(publish),
+                            },
+                            // Not a topic of ours; ack it so it is not
+                            // redelivered forever.
+                            Err(_) => Happened::Other,
+                        }
+                    }
+                    Ok(rumqttc::v5::Event::Incoming(P5::ConnAck(ack))) => Happened::ConnAck {
+                        session_present: ack.session_present,
+                    },
+                    Ok(rumqttc::v5::Event::Incoming(P5::SubAck(suback))) => Happened::SubAck {
+                        refused: suback
+                            .return_codes
+                            .iter()
+                            .any(|code| !matches!(code, R5::Success(_))),
+                    },
+                    Ok(_) => Happened::Other,
+                    Err(error) => Happened::Failed(error.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// What a client needs to (re)connect.
+#[derive(Clone)]
+struct ExternalBroker {
+    client_id: String,
+    host: String,
+    port: u16,
+    credentials: Option<Credentials>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ExternalBroker {
+    fn transport(&self) -> Option<rumqttc::Transport> {
+        self.tls
+            .clone()
+            .map(|tls| rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)))
+    }
+
+    fn connect(&self, protocol: Protocol) -> (MqttClient, MqttLoop) {
+        // Refusing an oversized message is ingest's job (it answers with
+        // `payload_too_large`); a client-side limit would drop the
+        // connection and get the same message redelivered forever.
+        const MAX_IN: usize = 16 * 1024 * 1024;
+        match protocol {
+            Protocol::V311 => {
+                let mut options = MqttOptions::new(&self.client_id, &self.host, self.port);
+                options.set_keep_alive(Duration::from_secs(30));
+                options.set_clean_session(false);
+                options.set_manual_acks(true);
+                options.set_max_packet_size(MAX_IN, 1024 * 1024);
+                if let Some(c) = &self.credentials {
+                    options.set_credentials(&c.username, &c.password);
+                }
+                if let Some(transport) = self.transport() {
+                    options.set_transport(transport);
+                }
+                let (client, eventloop) = AsyncClient::new(options, 10_000);
+                (
+                    MqttClient::V311(client),
+                    MqttLoop::V311(Box::new(eventloop)),
+                )
+            }
+            Protocol::V5 => {
+                let mut options =
+                    rumqttc::v5::MqttOptions::new(&self.client_id, &self.host, self.port);
+                options.set_keep_alive(Duration::from_secs(30));
+                options.set_clean_start(false);
+                // MQTT 5 ends a session when the connection closes unless
+                // told otherwise: keep it (and its queued messages) like a
+                // 3.1.1 persistent session.
+                options.set_session_expiry_interval(Some(u32::MAX));
+                options.set_manual_acks(true);
+                options.set_max_packet_size(u32::try_from(MAX_IN).ok());
+                if let Some(c) = &self.credentials {
+                    options.set_credentials(&c.username, &c.password);
+                }
+                if let Some(transport) = self.transport() {
+                    options.set_transport(transport);
+                }
+                let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, 10_000);
+                (MqttClient::V5(client), MqttLoop::V5(Box::new(eventloop)))
+            }
+        }
     }
 }
 
@@ -223,26 +457,19 @@ pub(crate) fn start(
             credentials,
             tls,
         } => {
-            let mut options = MqttOptions::new(config.client_id.clone(), host, port);
-            options.set_keep_alive(Duration::from_secs(30));
-            options.set_clean_session(false);
-            options.set_manual_acks(true);
-            if let Some(credentials) = credentials {
-                options.set_credentials(credentials.username, credentials.password);
-            }
-            if let Some(tls) = tls {
-                options.set_transport(rumqttc::Transport::tls_with_config(
-                    rumqttc::TlsConfiguration::Rustls(tls),
-                ));
-            }
-            // Refusing an oversized message is ingest's job (it answers with
-            // `payload_too_large`); a client-side limit would drop the
-            // connection and get the same message redelivered forever.
-            options.set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
-            let (client, eventloop) = AsyncClient::new(options, 10_000);
+            let broker = ExternalBroker {
+                client_id: config.client_id.clone(),
+                host,
+                port,
+                credentials,
+                tls,
+            };
+            let (client, eventloop) = broker.connect(Protocol::V5);
+            let client = Arc::new(RwLock::new(client));
             let epoch = Arc::new(AtomicU64::new(0));
             let filters = subscription_filters(&config.share_group);
             let task = tokio::spawn(drain_external(
+                broker,
                 client.clone(),
                 eventloop,
                 filters,
@@ -310,53 +537,66 @@ pub fn subscription_filters(share_group: &str) -> Vec<String> {
 }
 
 async fn drain_external(
-    client: AsyncClient,
-    mut eventloop: rumqttc::EventLoop,
+    broker: ExternalBroker,
+    shared_client: Arc<RwLock<MqttClient>>,
+    mut eventloop: MqttLoop,
     filters: Vec<String>,
     epoch: Arc<AtomicU64>,
     inbound: mpsc::Sender<Inbound>,
     shutdown: CancellationToken,
 ) {
+    let mut protocol = Protocol::V5;
+    // Until a first CONNACK, a failed attempt tries the other protocol
+    // version next (a 3.1.1-only broker closes an MQTT 5 CONNECT); after
+    // it, the version that worked is kept.
+    let mut settled = false;
     let mut awaiting_suback = 0usize;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
-        let event = tokio::select! {
+        let client = current(&shared_client);
+        let happened = tokio::select! {
             _ = shutdown.cancelled() => {
-                let _ = client.try_disconnect();
+                client.try_disconnect();
                 return;
             }
-            event = eventloop.poll() => event,
+            happened = eventloop.poll() => happened,
         };
-        match event {
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
+        match happened {
+            Happened::Publish {
+                topic,
+                payload,
+                ack,
+            } => {
                 let message = Inbound {
-                    topic: publish.topic.clone(),
-                    payload: publish.payload.clone(),
+                    topic,
+                    payload,
                     received_at: Timestamp::now(),
                     ack: Some(AckToken {
                         epoch: epoch.load(Ordering::SeqCst),
-                        publish,
+                        publish: ack,
                     }),
                 };
                 if inbound.send(message).await.is_err() {
                     return;
                 }
             }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Happened::ConnAck { session_present } => {
                 backoff.reset();
+                settled = true;
                 // A new connection: acks owed for the old one are void.
                 epoch.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(
-                    session_present = ack.session_present,
+                    session_present,
+                    protocol = protocol.as_str(),
                     "connected to the external broker"
                 );
-                if ack.session_present {
+                if session_present {
                     tracing::info!(filters = ?filters, "ingest receiving from the external broker (session kept)");
                 } else {
                     awaiting_suback = 0;
                     for filter in &filters {
                         // try_: awaiting here would wait on the loop we are polling.
-                        match client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        match client.try_subscribe(filter) {
                             Ok(()) => awaiting_suback += 1,
                             Err(error) => {
                                 tracing::error!(error = %error, filter, "cannot subscribe");
@@ -365,27 +605,36 @@ async fn drain_external(
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                let refused = suback
-                    .return_codes
-                    .iter()
-                    .any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure));
+            Happened::SubAck { refused } => {
                 if refused {
                     tracing::error!(filters = ?filters, "the external broker refused a subscription; check its ACL");
                 }
                 awaiting_suback = awaiting_suback.saturating_sub(1);
                 if awaiting_suback == 0 && !refused {
-                    tracing::info!(filters = ?filters, "ingest receiving from the external broker");
+                    tracing::info!(filters = ?filters, protocol = protocol.as_str(), "ingest receiving from the external broker");
                 }
             }
-            Ok(_) => {}
-            Err(error) => {
+            Happened::Other => {}
+            Happened::Failed(error) => {
                 epoch.fetch_add(1, Ordering::SeqCst);
                 let wait = backoff.next_delay(rand::random::<f64>());
-                tracing::warn!(error = %error, retry_in = ?wait, "external broker connection failed");
+                tracing::warn!(error = %error, protocol = protocol.as_str(), retry_in = ?wait, "external broker connection failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
+                }
+                if !settled {
+                    protocol = match protocol {
+                        Protocol::V5 => Protocol::V311,
+                        Protocol::V311 => Protocol::V5,
+                    };
+                    tracing::info!(
+                        protocol = protocol.as_str(),
+                        "trying the other MQTT protocol version"
+                    );
+                    let (client, next) = broker.connect(protocol);
+                    *shared_client.write().unwrap_or_else(|p| p.into_inner()) = client;
+                    eventloop = next;
                 }
             }
         }
