@@ -350,8 +350,8 @@ impl MqttLoop {
                                 payload: publish.payload.clone(),
                                 ack: AckPublish::V5(publish),
                             },
-                            // Not a topic of ours; ack it so it is not
-                            // redelivered forever.
+                            // MQTT topics are UTF-8: a broker sending
+                            // anything else is broken; not a device message.
                             Err(_) => Happened::Other,
                         }
                     }
