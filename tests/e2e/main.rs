@@ -6,8 +6,12 @@
 
 mod alerting;
 mod cli;
+mod compose;
+mod external_broker;
+mod influx;
 mod ingest;
 mod security;
+mod services;
 mod storm;
 mod support;
 mod tls;

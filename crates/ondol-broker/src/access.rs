@@ -96,6 +96,8 @@ pub struct AccessList {
     /// Demo only: clients without credentials act as the device named by
     /// their client id.
     pub allow_anonymous: bool,
+    /// Remote ingest workers: their username and password, if configured.
+    pub ingest_worker: Option<(String, StaffToken)>,
 }
 
 /// Who a connection speaks as, decided at CONNECT.
@@ -109,12 +111,15 @@ pub enum Identity {
     },
     /// A caseworker or supervisor app.
     Staff { id: String, role: StaffRole },
+    /// A remote ingest worker (any client id; several share the username).
+    IngestWorker { client_id: String },
 }
 
 impl Identity {
     pub fn client_label(&self) -> &str {
         match self {
             Identity::Device { id, .. } | Identity::Staff { id, .. } => id,
+            Identity::IngestWorker { client_id } => client_id,
         }
     }
 }
@@ -154,7 +159,8 @@ pub enum Admission {
     Admit(Identity),
     /// Admit if the password matches the device's stored secret.
     VerifyDevice(Identity, StoredSecret),
-    /// Admit if the password matches the staff token.
+    /// Admit if the password matches the token (a staff member's, or the
+    /// ingest workers' password).
     VerifyStaff(Identity, StaffToken),
 }
 
@@ -173,6 +179,16 @@ impl AccessList {
             }
             return Err(Refusal::MissingCredentials);
         };
+        if let Some((worker, password)) = &self.ingest_worker
+            && worker == username
+        {
+            return Ok(Admission::VerifyStaff(
+                Identity::IngestWorker {
+                    client_id: client_id.to_owned(),
+                },
+                password.clone(),
+            ));
+        }
         if let Some(device) = self.devices.get(username) {
             if client_id != username {
                 return Err(Refusal::ClientIdMismatch);
@@ -225,9 +241,14 @@ impl AccessList {
     /// Whether a connection admitted as `identity` may go on: the device is
     /// not revoked and its secret has not been rotated since; the staff
     /// member is still on the roster with the same role.
-    /// Whether `name` is a staff member of this list.
-    pub fn is_staff(&self, name: &str) -> bool {
+    /// Whether `name` signs in with a token: a staff member or the ingest
+    /// workers' username.
+    pub fn is_token_user(&self, name: &str) -> bool {
         self.staff.contains_key(name)
+            || self
+                .ingest_worker
+                .as_ref()
+                .is_some_and(|(worker, _)| worker == name)
     }
 
     pub fn is_current(&self, identity: &Identity) -> bool {
@@ -237,6 +258,7 @@ impl AccessList {
                 // Anonymous demo devices need not be registered.
                 None => secret.is_none() && self.allow_anonymous,
             },
+            Identity::IngestWorker { .. } => self.ingest_worker.is_some(),
             Identity::Staff { id, role } => self
                 .staff
                 .get(id)
@@ -263,6 +285,10 @@ pub fn may_publish(identity: &Identity, topic: &str) -> bool {
             rest == "/readings" || rest == "/status"
         }
         Identity::Staff { .. } => false,
+        Identity::IngestWorker { .. } => topic
+            .strip_prefix(ondol_model::wire::TOPIC_PREFIX)
+            .and_then(|r| r.strip_suffix("/receipts"))
+            .is_some_and(|id| ondol_model::id::check_id(id).is_ok()),
     }
 }
 
@@ -283,6 +309,17 @@ pub fn may_subscribe(identity: &Identity, filter: &str) -> bool {
                 == Some("/alerts");
             own || (*role == StaffRole::Supervisor
                 && filter == ondol_model::wire::SYSTEM_ALERTS_TOPIC)
+        }
+        Identity::IngestWorker { .. } => {
+            // The two ingest filters, alone or in a shared-subscription group.
+            let plain = match filter.strip_prefix("$share/") {
+                Some(rest) => match rest.split_once('/') {
+                    Some((group, plain)) if ondol_model::id::check_id(group).is_ok() => plain,
+                    _ => return false,
+                },
+                None => filter,
+            };
+            plain == ondol_model::wire::READINGS_FILTER || plain == ondol_model::wire::STATUS_FILTER
         }
     }
 }
@@ -504,5 +541,41 @@ mod tests {
         assert!(may_subscribe(&sv, "ondol/v1/caseworkers/sv-1/alerts"));
         assert!(!may_publish(&cw, "ondol/v1/caseworkers/cw-1/alerts"));
         assert!(!may_publish(&sv, "ondol/v1/devices/gw-1/readings"));
+    }
+
+    #[test]
+    fn ingest_workers_read_all_readings_and_answer_with_receipts_only() {
+        let list = AccessList {
+            ingest_worker: Some(("ondol-ingest".into(), StaffToken::new("pw"))),
+            ..AccessList::default()
+        };
+        let Ok(Admission::VerifyStaff(worker, token)) =
+            list.admission("worker-1", Some("ondol-ingest"))
+        else {
+            panic!("the worker username asks for its password");
+        };
+        assert!(staff_token_matches(&token, "pw"));
+        assert!(!staff_token_matches(&token, "guess"));
+        assert!(list.is_current(&worker));
+        assert!(may_subscribe(&worker, "ondol/v1/devices/+/readings"));
+        assert!(may_subscribe(
+            &worker,
+            "$share/ondol/ondol/v1/devices/+/status"
+        ));
+        assert!(!may_subscribe(&worker, "#"));
+        assert!(!may_subscribe(&worker, "ondol/v1/caseworkers/cw-1/alerts"));
+        assert!(!may_subscribe(
+            &worker,
+            "$share/a/b/ondol/v1/devices/+/readings"
+        ));
+        assert!(may_publish(&worker, "ondol/v1/devices/gw-1/receipts"));
+        assert!(!may_publish(&worker, "ondol/v1/devices/gw-1/readings"));
+        assert!(!may_publish(&worker, "ondol/v1/devices/+/receipts"));
+        assert!(!may_publish(&worker, "ondol/v1/caseworkers/cw-1/alerts"));
+        let without = AccessList::default();
+        assert!(
+            !without.is_current(&worker),
+            "no password configured: no workers"
+        );
     }
 }

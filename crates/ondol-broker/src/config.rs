@@ -19,6 +19,13 @@ pub struct BrokerConfig {
     /// Demo only: clients without credentials are admitted as the device
     /// named by their client id (topic rules still apply). Logged loudly.
     pub allow_anonymous: bool,
+    /// The MQTT username remote ingest workers (`ondol run --role ingest`
+    /// against this broker) sign in with; they may read every device's
+    /// readings and status and publish receipts.
+    pub ingest_username: String,
+    /// Environment variable holding their password; unset means no remote
+    /// ingest worker can connect.
+    pub ingest_password_env: String,
     /// How often device credentials and revocations are re-read from the
     /// store; a revoked device is refused on its next packet after that.
     #[serde(with = "ondol_model::serde_duration")]
@@ -79,6 +86,8 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             tcp_enabled: true,
             allow_anonymous: false,
+            ingest_username: "ondol-ingest".into(),
+            ingest_password_env: "ONDOL_MQTT_INGEST_PASSWORD".into(),
             access_reload_interval: Duration::from_secs(1),
             max_connections: 20_000,
             max_packet_bytes: 256 * 1024,

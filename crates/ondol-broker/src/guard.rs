@@ -70,7 +70,7 @@ impl Guarded {
             // client id and their passwords grant nothing more. Staff apps
             // still sign in with their token, checked here in constant time:
             // a caseworker identity is never given away.
-            let staff = login_name.filter(|name| list.is_staff(name));
+            let staff = login_name.filter(|name| list.is_token_user(name));
             match list.admission(&connect.client_id, staff) {
                 Ok(Admission::Admit(identity) | Admission::VerifyDevice(identity, _)) => identity,
                 Ok(Admission::VerifyStaff(identity, token)) => {

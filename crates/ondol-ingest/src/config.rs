@@ -41,6 +41,23 @@ pub struct IngestConfig {
     /// How often the worker logs its counters.
     #[serde(with = "ondol_model::serde_duration")]
     pub stats_interval: Duration,
+    /// With an external broker: the shared-subscription group
+    /// (`$share/<group>/...`) several workers join to split the devices;
+    /// empty = a plain subscription (one worker).
+    pub share_group: String,
+    /// With an external broker: the username; empty = none. The password
+    /// is read from the environment variable named by `password_env`.
+    pub username: String,
+    pub password_env: String,
+    /// With `mqtts://`: the CA certificate(s) (PEM) the broker's certificate
+    /// must chain to, and optionally our client certificate and key (PEM).
+    pub tls_ca_file: String,
+    pub tls_client_cert_file: String,
+    pub tls_client_key_file: String,
+    /// Raise `system_outage` when no message at all has arrived for this
+    /// long while the roster has active devices; `0s` = off.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub watchdog_silence: Duration,
 }
 
 impl Default for IngestConfig {
@@ -58,6 +75,13 @@ impl Default for IngestConfig {
             device_max_messages_per_minute: 600.0,
             device_max_burst_messages: 600.0,
             stats_interval: Duration::from_secs(60),
+            share_group: String::new(),
+            username: String::new(),
+            password_env: "ONDOL_INGEST_PASSWORD".into(),
+            watchdog_silence: Duration::from_secs(15 * 60),
+            tls_ca_file: String::new(),
+            tls_client_cert_file: String::new(),
+            tls_client_key_file: String::new(),
         }
     }
 }
@@ -118,6 +142,25 @@ impl IngestConfig {
                 "must be non-empty and may not contain + # / $".to_owned(),
             ));
         }
+        if self.share_group.contains(['+', '#', '/', '$', ' ']) {
+            problems.push((
+                "share_group",
+                "may not contain + # / $ or spaces; e.g. \"ondol\"".to_owned(),
+            ));
+        }
+        let tls = matches!(self.broker, BrokerTarget::External { tls: true, .. });
+        if tls && self.tls_ca_file.is_empty() {
+            problems.push((
+                "tls_ca_file",
+                "an mqtts:// broker needs the CA certificate file (PEM), e.g. /etc/ssl/certs/ca-certificates.crt for a public CA".to_owned(),
+            ));
+        }
+        if self.tls_client_cert_file.is_empty() != self.tls_client_key_file.is_empty() {
+            problems.push((
+                "tls_client_key_file",
+                "tls_client_cert_file and tls_client_key_file go together".to_owned(),
+            ));
+        }
         problems
     }
 }
@@ -127,19 +170,23 @@ impl IngestConfig {
 pub enum BrokerTarget {
     /// The broker embedded in this process (an in-process link).
     Embedded,
-    /// An external MQTT broker over TCP.
-    External { host: String, port: u16 },
+    /// An external MQTT broker over TCP (`mqtt://`) or TLS (`mqtts://`).
+    External { host: String, port: u16, tls: bool },
 }
 
 impl BrokerTarget {
-    /// Parses `embedded` or `mqtt://host[:port]`.
+    /// Parses `embedded`, `mqtt://host[:port]` or `mqtts://host[:port]`.
     pub fn parse(s: &str) -> Result<BrokerTarget, String> {
         if s == "embedded" {
             return Ok(BrokerTarget::Embedded);
         }
-        let Some(rest) = s.strip_prefix("mqtt://") else {
+        let (rest, tls, default_port) = if let Some(rest) = s.strip_prefix("mqtt://") {
+            (rest, false, 1883)
+        } else if let Some(rest) = s.strip_prefix("mqtts://") {
+            (rest, true, 8883)
+        } else {
             return Err(format!(
-                "{s:?} is neither \"embedded\" nor an \"mqtt://host:port\" URL"
+                "{s:?} is neither \"embedded\" nor an \"mqtt://host:port\" or \"mqtts://host:port\" URL"
             ));
         };
         let rest = rest.trim_end_matches('/');
@@ -150,7 +197,7 @@ impl BrokerTarget {
                     .map_err(|_| format!("{port:?} in {s:?} is not a port number"))?;
                 (host, port)
             }
-            _ => (rest, 1883),
+            _ => (rest, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -159,6 +206,7 @@ impl BrokerTarget {
         Ok(BrokerTarget::External {
             host: host.to_owned(),
             port,
+            tls,
         })
     }
 }
@@ -167,7 +215,10 @@ impl fmt::Display for BrokerTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BrokerTarget::Embedded => f.write_str("embedded"),
-            BrokerTarget::External { host, port } => write!(f, "mqtt://{host}:{port}"),
+            BrokerTarget::External { host, port, tls } => {
+                let scheme = if *tls { "mqtts" } else { "mqtt" };
+                write!(f, "{scheme}://{host}:{port}")
+            }
         }
     }
 }
@@ -190,19 +241,54 @@ mod tests {
             BrokerTarget::parse("mqtt://localhost:1884"),
             Ok(BrokerTarget::External {
                 host: "localhost".into(),
-                port: 1884
+                port: 1884,
+                tls: false
             })
         );
         assert_eq!(
             BrokerTarget::parse("mqtt://10.0.0.1"),
             Ok(BrokerTarget::External {
                 host: "10.0.0.1".into(),
-                port: 1883
+                port: 1883,
+                tls: false
             })
         );
+        assert_eq!(
+            BrokerTarget::parse("mqtts://broker.example"),
+            Ok(BrokerTarget::External {
+                host: "broker.example".into(),
+                port: 8883,
+                tls: true
+            })
+        );
+        let needs_ca = IngestConfig {
+            broker: BrokerTarget::parse("mqtts://b:8883").expect("valid"),
+            ..IngestConfig::default()
+        };
+        assert_eq!(needs_ca.problems()[0].0, "tls_ca_file");
         assert!(BrokerTarget::parse("tcp://x:1").is_err());
         assert!(BrokerTarget::parse("mqtt://x:port").is_err());
         assert!(BrokerTarget::parse("mqtt://").is_err());
+    }
+
+    #[test]
+    fn a_share_group_must_be_one_topic_level() {
+        let config = IngestConfig {
+            share_group: "a/b".into(),
+            ..IngestConfig::default()
+        };
+        assert_eq!(config.problems()[0].0, "share_group");
+        assert_eq!(
+            crate::source::subscription_filters("ondol"),
+            [
+                "$share/ondol/ondol/v1/devices/+/readings",
+                "$share/ondol/ondol/v1/devices/+/status"
+            ]
+        );
+        assert_eq!(
+            crate::source::subscription_filters(""),
+            ["ondol/v1/devices/+/readings", "ondol/v1/devices/+/status"]
+        );
     }
 
     #[test]

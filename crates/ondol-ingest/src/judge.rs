@@ -28,6 +28,9 @@ pub struct Inbound {
     pub topic: String,
     pub payload: Bytes,
     pub received_at: Timestamp,
+    /// What acknowledges this message to an external broker once it is
+    /// committed; `None` for the embedded link.
+    pub ack: Option<crate::source::AckToken>,
 }
 
 /// What became of one reading of a message, by its index.
@@ -419,6 +422,7 @@ mod tests {
 
     fn inbound(topic: &str, payload: &str, at: &str) -> Inbound {
         Inbound {
+            ack: None,
             topic: topic.into(),
             payload: Bytes::from(payload.to_owned()),
             received_at: ts(at),

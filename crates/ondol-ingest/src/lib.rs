@@ -17,6 +17,7 @@
 //! - [`writer`]: batching, committing and publishing receipts.
 //! - [`roster_index`]: the roster lookups ingest needs.
 //! - [`telemetry`]: the counters behind metrics and the progress log.
+//! - [`watchdog`]: `system_outage` when nothing arrives while devices are expected.
 
 pub mod config;
 pub mod judge;
@@ -24,6 +25,7 @@ pub mod rate_limit;
 pub mod roster_index;
 pub mod source;
 pub mod telemetry;
+pub mod watchdog;
 pub mod writer;
 
 use std::sync::Arc;
@@ -35,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{BrokerTarget, IngestConfig};
 pub use judge::Inbound;
 pub use roster_index::RosterIndex;
-pub use source::SourceLink;
+pub use source::{Credentials, SourceLink};
 pub use telemetry::{IngestStats, StatsSnapshot};
 pub use writer::Committed;
 
@@ -63,6 +65,13 @@ pub async fn run(
     // Two batches in flight: one committing, one filling.
     let (batch_tx, batch_rx) = mpsc::channel(2);
 
+    let watchdog = tokio::spawn(watchdog::run(
+        config.watchdog_silence,
+        stats.clone(),
+        roster.clone(),
+        Arc::new(ondol_model::SystemClock),
+        shutdown.clone(),
+    ));
     let (source, receipts) = source::start(&config, link, inbound_tx, shutdown.clone());
     let processor = tokio::spawn(writer::process(
         config.clone(),
@@ -85,6 +94,7 @@ pub async fn run(
     let processor_result = processor.await;
     let writer_result = writer.await;
     reporter.abort();
+    watchdog.abort();
     tracing::info!(totals = %stats.snapshot(), "ingest stopped");
 
     for (task, result) in [

@@ -55,4 +55,9 @@ impl RosterIndex {
     pub fn device_count(&self) -> usize {
         self.devices.len()
     }
+
+    /// Whether any device is active, i.e. expected to be sending.
+    pub fn has_active_devices(&self) -> bool {
+        self.devices.values().any(|d| d.active)
+    }
 }

@@ -26,6 +26,8 @@ pub struct IngestStats {
     pub batches: AtomicU64,
     /// Rejections by reason, indexed like [`ReasonCode::ALL`].
     pub rejected_by_reason: [AtomicU64; ReasonCode::ALL.len()],
+    /// The watchdog's `system_outage` condition (no messages arriving).
+    pub outage: ondol_model::condition::ConditionFlag,
 }
 
 /// A copy of the totals at one moment.

@@ -19,6 +19,8 @@ use crate::telemetry::{self, IngestStats};
 pub(crate) struct PendingBatch {
     batch: Batch,
     answers: Vec<PendingAnswer>,
+    /// External-broker acks of every message in the batch, in receive order.
+    acks: Vec<crate::source::AckToken>,
 }
 
 /// A message waiting for its batch to commit before its receipt can go out.
@@ -37,6 +39,7 @@ impl PendingBatch {
             && self.batch.rejections.is_empty()
             && self.batch.statuses.is_empty()
             && self.answers.is_empty()
+            && self.acks.is_empty()
     }
 }
 
@@ -70,6 +73,9 @@ pub(crate) async fn process(
         stats.message_received();
         let roster = roster.borrow().clone();
         add(&mut pending, judge.judge(&message, &roster), &stats);
+        if let Some(ack) = message.ack {
+            pending.acks.push(ack);
+        }
         if deadline.is_none() {
             deadline = Some(tokio::time::Instant::now() + config.batch_max_delay);
         }
@@ -137,7 +143,8 @@ pub(crate) fn write(
 ) {
     while let Some(pending) = batches.blocking_recv() {
         let Some(inserted) = commit(&mut store, &pending.batch) else {
-            // Not committed: no receipt, so devices resend and nothing
+            // Not committed: no receipt and no MQTT ack, so devices resend
+            // (and an external broker redelivers after a reconnect); nothing
             // acknowledged is lost.
             continue;
         };
@@ -173,6 +180,16 @@ pub(crate) fn write(
                     tracing::warn!(error = %error, device = %answer.plan.device, "cannot publish receipt");
                 }
             }
+        }
+        // Only now, with the batch on disk, may the broker forget it.
+        let owed = pending.acks.len();
+        let dropped = receipts.ack(pending.acks);
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                owed,
+                "acks for an earlier connection dropped; the broker redelivers those messages"
+            );
         }
     }
 }

@@ -8,11 +8,13 @@
 //! - [`roster`]: residents, devices, staff and check-in plans.
 //! - [`alert`]: alert rules, severities, lifecycle and outcomes (DESIGN §4).
 //! - [`backoff`]: jittered exponential backoff for reconnects.
+//! - [`condition`]: `system_outage` conditions raised by ingest and the sink.
 //! - [`clock`]: the injected wall clock ([`Clock`]) with a manual one for tests.
 
 pub mod alert;
 pub mod backoff;
 pub mod clock;
+pub mod condition;
 pub mod id;
 pub mod reading;
 pub mod reason;

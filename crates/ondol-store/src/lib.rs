@@ -13,6 +13,7 @@
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
 //! - [`sink`]: the time-series sink seam ([`TimeseriesSink`]) and the
 //!   embedded SQLite sink.
+//! - [`influx`]: the InfluxDB sink (`/api/v2/write`) with its on-disk spool.
 //! - [`query`]: read helpers and their row types.
 //! - [`roster_file`]: parsing and checking the roster TOML file.
 //! - `roster_db`: the roster tables (import rules are documented there).
@@ -27,6 +28,7 @@ pub mod alerts;
 pub mod batch;
 mod credentials;
 mod error;
+pub mod influx;
 pub mod query;
 mod roster_db;
 pub mod roster_file;
@@ -46,6 +48,7 @@ use ondol_model::roster::Roster;
 pub use batch::{Batch, BatchOutcome, NewReading, NewRejection, StatusUpdate};
 pub use credentials::{AddDevice, DeviceCredentialRow};
 pub use error::StoreError;
+pub use influx::{InfluxConfig, InfluxSink};
 pub use query::{
     DeviceStateRow, ResidentActivityRow, ResidentDayRow, StoredReading, StoredRejection,
 };

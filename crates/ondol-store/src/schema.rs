@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DEVICE_CREDENTIALS, V3_ALERTING];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DEVICE_CREDENTIALS, V3_ALERTING, V4_SINK_KEYS];
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -311,6 +311,20 @@ CREATE TABLE resident_day_alerts (
     seconds_to_resolve INTEGER,
     outcome            TEXT,
     PRIMARY KEY (resident_id, local_date, alert_id)
+) WITHOUT ROWID;
+"#;
+
+/// The dedupe keys of readings kept by an external time-series sink
+/// (InfluxDB): the raw readings live there, the keys here, committed in the
+/// same transaction as the rollups they gate.
+const V4_SINK_KEYS: &str = r#"
+CREATE TABLE reading_keys (
+    device_id    TEXT NOT NULL,
+    reading_type TEXT NOT NULL,
+    sensor       TEXT NOT NULL DEFAULT '',
+    ts_ms        INTEGER NOT NULL,
+    received_ms  INTEGER NOT NULL,
+    PRIMARY KEY (device_id, reading_type, sensor, ts_ms)
 ) WITHOUT ROWID;
 "#;
 

@@ -85,12 +85,25 @@ pub async fn start(config: &Config, router: Option<&Router>) -> anyhow::Result<O
                 .context("alerting cannot open a link to the embedded broker")?;
             Some(MqttOut::embedded(link.tx, link.rx, delivery_stop.clone()))
         }
-        (BrokerTarget::External { host, port }, _) => Some(MqttOut::external(
+        (
+            BrokerTarget::External {
+                host,
+                port,
+                tls: false,
+            },
+            _,
+        ) => Some(MqttOut::external(
             host,
             *port,
             "ondol-alerts",
             delivery_stop.clone(),
         )),
+        (BrokerTarget::External { tls: true, .. }, _) => {
+            tracing::warn!(
+                "alert notifications over an mqtts:// broker are not supported yet: MQTT alert delivery is off; webhooks still deliver"
+            );
+            None
+        }
         (BrokerTarget::Embedded, None) => None,
     };
     let delivery_store = Store::open(&database).context("alerting cannot open the store")?;

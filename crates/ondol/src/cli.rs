@@ -54,6 +54,11 @@ struct RunArgs {
     /// built-in demo roster if the configured roster file is missing).
     #[arg(long)]
     demo: bool,
+    /// Run only part of Ondol: `broker` (the embedded MQTT broker alone) or
+    /// `ingest` (a worker reading from the external broker named by
+    /// ingest.broker); processes of different roles share one data dir.
+    #[arg(long, value_enum, default_value_t = server::Role::All)]
+    role: server::Role,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,7 +80,14 @@ pub fn main() -> ExitCode {
             };
             logging::init(&config.log);
             run_async(|shutdown| {
-                server::run(config, server::RunOptions { demo: args.demo }, shutdown)
+                server::run(
+                    config,
+                    server::RunOptions {
+                        demo: args.demo,
+                        role: args.role,
+                    },
+                    shutdown,
+                )
             })
         }
         Command::Simulate(args) => {

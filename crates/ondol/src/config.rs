@@ -57,6 +57,9 @@ pub struct RegistryConfig {
 #[serde(deny_unknown_fields)]
 pub struct TimeseriesConfig {
     pub backend: TimeseriesBackend,
+    /// Used when `backend = "influxdb"`.
+    #[serde(default)]
+    pub influxdb: ondol_store::InfluxConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -339,10 +342,9 @@ impl Config {
             );
         }
         if self.timeseries.backend == TimeseriesBackend::Influxdb {
-            problem(
-                "timeseries.backend",
-                "\"influxdb\" is not available in this release yet; use \"embedded\"".into(),
-            );
+            for (key, message) in self.timeseries.influxdb.problems() {
+                problem(&format!("timeseries.influxdb.{key}"), message);
+            }
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             problem(
@@ -565,6 +567,20 @@ mod tests {
             config.ingest.device_max_burst_messages,
             ingest.device_max_burst_messages
         );
+        assert_eq!(config.ingest.share_group, ingest.share_group);
+        assert_eq!(config.ingest.username, ingest.username);
+        assert_eq!(config.ingest.password_env, ingest.password_env);
+        assert_eq!(config.ingest.watchdog_silence, ingest.watchdog_silence);
+        assert_eq!(config.ingest.client_id, ingest.client_id);
+        assert_eq!(config.ingest.tls_ca_file, ingest.tls_ca_file);
+        assert_eq!(
+            config.ingest.tls_client_cert_file,
+            ingest.tls_client_cert_file
+        );
+        assert_eq!(
+            config.ingest.tls_client_key_file,
+            ingest.tls_client_key_file
+        );
         let mqtt = BrokerConfig::default();
         assert_eq!(config.mqtt.listen, mqtt.listen);
         assert_eq!(config.mqtt.max_packet_bytes, mqtt.max_packet_bytes);
@@ -611,6 +627,16 @@ mod tests {
         assert_eq!(loaded.retry_max_delay, alerting.retry_max_delay);
         assert_eq!(loaded.give_up_after, alerting.give_up_after);
         assert_eq!(loaded.vital_bands, alerting.vital_bands);
+        let influx = ondol_store::InfluxConfig::default();
+        let loaded = &config.timeseries.influxdb;
+        assert_eq!(
+            (&loaded.url, &loaded.org, &loaded.bucket, &loaded.token_env),
+            (&influx.url, &influx.org, &influx.bucket, &influx.token_env)
+        );
+        assert_eq!(loaded.request_timeout, influx.request_timeout);
+        assert_eq!(loaded.retry_initial, influx.retry_initial);
+        assert_eq!(loaded.retry_max, influx.retry_max);
+        assert_eq!(loaded.spool_max_bytes, influx.spool_max_bytes);
     }
 
     #[test]
@@ -669,6 +695,10 @@ mod tests {
                 ("ONDOL_INGEST__BATCH_MAX_READINGS", "0"),
                 ("ONDOL_MQTT__MAX_PACKET_BYTES", "1024"),
                 ("ONDOL_TIMESERIES__BACKEND", "influxdb"),
+                (
+                    "ONDOL_TIMESERIES__INFLUXDB__URL",
+                    "http://influx:8086/prefix",
+                ),
             ]),
         )
         .expect_err("invalid");
@@ -678,7 +708,7 @@ mod tests {
             [
                 "ingest.batch_max_readings",
                 "mqtt.max_packet_bytes",
-                "timeseries.backend"
+                "timeseries.influxdb.url"
             ]
         );
     }
@@ -695,11 +725,12 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let table: toml::Table = "[a]\ntoken = \"s3cret\"\ntoken_env = \"ONDOL_T\"\nurl = \"x\"\n"
+        let table: toml::Table = "[a]\ntoken = \"s3cret\"\ntoken_env = \"ONDOL_T\"\nurl = \"x\"\ntls_client_key_file = \"/etc/k.pem\"\n"
             .parse()
             .expect("toml");
         let out = toml::to_string(&redacted(&table)).expect("toml");
         assert!(!out.contains("s3cret"));
+        assert!(out.contains("/etc/k.pem"), "a path to a key is not the key");
         assert!(out.contains("ONDOL_T"));
         assert!(out.contains("url = \"x\""));
     }

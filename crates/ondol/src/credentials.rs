@@ -177,6 +177,8 @@ pub struct AccessSource {
     pub allow_anonymous: bool,
     /// Staff id → token, read from the environment at start-up.
     pub staff_tokens: HashMap<String, String>,
+    /// Remote ingest workers' username and password (from the environment).
+    pub ingest_worker: Option<(String, String)>,
 }
 
 impl AccessSource {
@@ -200,6 +202,7 @@ impl AccessSource {
             database,
             allow_anonymous,
             staff_tokens,
+            ingest_worker: None,
         }
     }
 
@@ -234,7 +237,25 @@ impl AccessSource {
                 })
                 .collect(),
             allow_anonymous: self.allow_anonymous,
+            ingest_worker: self
+                .ingest_worker
+                .as_ref()
+                .map(|(user, password)| (user.clone(), StaffToken::new(password.as_str()))),
         }
+    }
+
+    /// Lets remote ingest workers sign in as `username` with the password
+    /// in the environment variable `password_env` (if it is set).
+    pub fn with_ingest_worker(
+        mut self,
+        username: &str,
+        password_env: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> AccessSource {
+        self.ingest_worker = env(password_env)
+            .filter(|p| !p.is_empty() && !username.is_empty())
+            .map(|password| (username.to_owned(), password));
+        self
     }
 }
 

@@ -8,6 +8,10 @@
 //!    be acknowledged and dropped by rumqttd);
 //! 5. with `--demo`, the simulated fleet.
 //!
+//! `--role broker` runs only step 2's broker (with its listener);
+//! `--role ingest` runs steps 1 and 3 against an external broker. The API
+//! and alerting roles come with those parts.
+//!
 //! Shutdown (Ctrl-C, SIGTERM): the fleet stops, ingest stops reading, commits
 //! its last batch and publishes its receipts; a hard timeout names what is
 //! still pending.
@@ -17,13 +21,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ondol_broker::Router;
-use ondol_ingest::{BrokerTarget, IngestStats, RosterIndex, SourceLink};
+use ondol_ingest::{BrokerTarget, Credentials, IngestStats, RosterIndex, SourceLink};
 use ondol_model::wire::{READINGS_FILTER, STATUS_FILTER};
-use ondol_store::Store;
+use ondol_store::{InfluxSink, Store};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, TimeseriesBackend};
 use crate::credentials::{self, AccessSource, Verifier};
 use crate::roster;
 use crate::simulate;
@@ -38,6 +42,23 @@ pub struct RunOptions {
     /// Use the demo roster when the configured one is missing, and run the
     /// simulated fleet against the embedded broker.
     pub demo: bool,
+    /// Which parts this process runs.
+    pub role: Role,
+}
+
+/// The parts one process runs; several processes with different roles
+/// share one data directory (the store) and one broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Everything (the default).
+    #[default]
+    All,
+    /// Only the embedded MQTT broker; ingest workers connect to it as an
+    /// external broker (`ingest.broker = "mqtt://host:port"`).
+    Broker,
+    /// Only an ingest worker, reading from the external broker named by
+    /// `ingest.broker`.
+    Ingest,
 }
 
 /// Runs until `shutdown` is cancelled, then stops in order.
@@ -46,6 +67,16 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    match options.role {
+        Role::Broker => return run_broker(config, shutdown).await,
+        Role::Ingest if config.ingest.broker == BrokerTarget::Embedded => {
+            anyhow::bail!(
+                "--role ingest reads from an external broker: set ingest.broker to \"mqtt://host:port\" \
+                 (e.g. the one `ondol run --role broker` serves)"
+            );
+        }
+        Role::Ingest | Role::All => {}
+    }
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| {
         format!(
@@ -54,8 +85,7 @@ pub async fn run(
         )
     })?;
     let database = config.storage.database_path();
-    let mut store = Store::open(&database)
-        .with_context(|| format!("cannot open the store at {}", database.display()))?;
+    let mut store = open_store(&config, &database)?;
     let file_roster = if options.demo && !config.registry.file.exists() {
         tracing::info!("using the built-in demo roster");
         roster::parse(roster::DEMO_REGISTRY, "built-in demo registry")?
@@ -95,10 +125,16 @@ pub async fn run(
                 Some(router),
             )
         }
-        BrokerTarget::External { host, port } => (
+        BrokerTarget::External { host, port, tls } => (
             SourceLink::External {
                 host: host.clone(),
                 port: *port,
+                credentials: broker_credentials(&config)?,
+                tls: if *tls {
+                    Some(Arc::new(broker_tls(&config)?))
+                } else {
+                    None
+                },
             },
             None,
         ),
@@ -121,41 +157,26 @@ pub async fn run(
     let mut tls_front = None;
     if let Some(router) = &router {
         let allow_anonymous = config.mqtt.allow_anonymous || options.demo;
-        if allow_anonymous {
-            tracing::warn!(
-                "ANONYMOUS MQTT CONNECTIONS ARE ALLOWED (demo mode or mqtt.allow_anonymous): any client can speak as any device by choosing its client id. Never run this way with real residents."
-            );
-        }
-        let source = AccessSource::new(database.clone(), allow_anonymous, &roster, |var| {
-            std::env::var(var).ok()
-        });
-        let verifier = Arc::new(Verifier::default());
-        let gate = ondol_broker::Gate::new(
-            source.build(&roster, &credential_rows),
-            verifier.clone().into_broker_check(),
-        );
-        tokio::spawn(credentials::follow_store(
-            source,
-            gate.clone(),
-            verifier,
-            roster_updates.clone(),
-            credential_rows.clone(),
-            config.mqtt.access_reload_interval,
+        let listener = serve_devices(
+            &config,
+            router,
+            DeviceAccess {
+                database: database.clone(),
+                roster: &roster,
+                credential_rows: credential_rows.clone(),
+                allow_anonymous,
+                roster_updates: roster_updates.clone(),
+            },
             shutdown.clone(),
-        ));
-        let listener = tokio::task::spawn_blocking({
-            let router = router.clone();
-            move || router.listen(gate)
-        })
-        .await?
-        .context("cannot start the embedded MQTT broker (key mqtt.listen)")?;
+        )
+        .await?;
         device_port = Some(listener.addr.port());
         tokio::spawn(watch_router(
             router.clone(),
             alerting.as_ref().map(|a| a.outages.clone()),
             shutdown.clone(),
         ));
-        tls_front = start_tls(&config, listener.loopback(), shutdown.clone()).await?;
+        tls_front = listener.tls;
     }
 
     let fleet_shutdown = CancellationToken::new();
@@ -181,6 +202,7 @@ pub async fn run(
         mqtt_tls = ?tls_front.as_ref().map(|front| front.addr),
         broker = %config.ingest.broker,
         data_dir = %data_dir.display(),
+        role = ?options.role,
         "ondol ready"
     );
 
@@ -272,6 +294,190 @@ async fn start_tls(
     #[cfg(not(unix))]
     let _ = shutdown;
     Ok(Some(front))
+}
+
+/// `--role broker`: the embedded broker alone, until shutdown.
+async fn run_broker(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if std::env::var(&config.mqtt.ingest_password_env).is_err() {
+        tracing::warn!(
+            variable = %config.mqtt.ingest_password_env,
+            "no password for remote ingest workers (key mqtt.ingest_password_env): none can connect"
+        );
+    }
+    let database = config.storage.database_path();
+    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} (key storage.data_dir)",
+            config.storage.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&database)
+        .with_context(|| format!("cannot open the store at {}", database.display()))?;
+    let roster = store.load_roster().context("cannot load the roster")?;
+    let credential_rows = store
+        .device_credentials()
+        .context("cannot read device credentials")?;
+    drop(store);
+    let (roster_updates, _unused) = watch::channel(Arc::new(RosterIndex::new(&roster)));
+    let router = Router::start(&config.mqtt);
+    let listener = serve_devices(
+        &config,
+        &router,
+        DeviceAccess {
+            database,
+            roster: &roster,
+            credential_rows,
+            allow_anonymous: config.mqtt.allow_anonymous,
+            roster_updates,
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    tokio::spawn(watch_router(router, None, shutdown.clone()));
+    tracing::info!(mqtt = %listener.addr, role = "broker", "ondol ready");
+    shutdown.cancelled().await;
+    // rumqttd keeps messages in RAM only: what ingest workers have not
+    // received yet is gone; devices resend what was not receipted.
+    tracing::info!("broker stopped");
+    Ok(())
+}
+
+/// Who may connect to the embedded broker, and where that is kept.
+struct DeviceAccess<'a> {
+    database: std::path::PathBuf,
+    roster: &'a ondol_model::roster::Roster,
+    credential_rows: Vec<ondol_store::DeviceCredentialRow>,
+    allow_anonymous: bool,
+    roster_updates: watch::Sender<Arc<RosterIndex>>,
+}
+
+/// Opens the embedded broker to devices: the access gate (following
+/// credential changes in the store), the plain listener and, when
+/// configured, the TLS front.
+async fn serve_devices(
+    config: &Config,
+    router: &Router,
+    access: DeviceAccess<'_>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<DeviceListener> {
+    if access.allow_anonymous {
+        tracing::warn!(
+            "ANONYMOUS MQTT CONNECTIONS ARE ALLOWED (demo mode or mqtt.allow_anonymous): any client can speak as any device by choosing its client id. Never run this way with real residents."
+        );
+    }
+    let source = AccessSource::new(
+        access.database,
+        access.allow_anonymous,
+        access.roster,
+        |var| std::env::var(var).ok(),
+    )
+    .with_ingest_worker(
+        &config.mqtt.ingest_username,
+        &config.mqtt.ingest_password_env,
+        |var| std::env::var(var).ok(),
+    );
+    let verifier = Arc::new(Verifier::default());
+    let gate = ondol_broker::Gate::new(
+        source.build(access.roster, &access.credential_rows),
+        verifier.clone().into_broker_check(),
+    );
+    tokio::spawn(credentials::follow_store(
+        source,
+        gate.clone(),
+        verifier,
+        access.roster_updates,
+        access.credential_rows,
+        config.mqtt.access_reload_interval,
+        shutdown.clone(),
+    ));
+    let listener = tokio::task::spawn_blocking({
+        let router = router.clone();
+        move || router.listen(gate)
+    })
+    .await?
+    .context("cannot start the embedded MQTT broker (key mqtt.listen)")?;
+    let tls = start_tls(config, listener.loopback(), shutdown).await?;
+    Ok(DeviceListener {
+        addr: listener.addr,
+        tls,
+    })
+}
+
+/// The embedded broker's device-facing listeners.
+struct DeviceListener {
+    addr: std::net::SocketAddr,
+    tls: Option<Arc<ondol_broker::tls::TlsFront>>,
+}
+
+/// Username and password towards an external broker, if configured.
+fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
+    let ingest = &config.ingest;
+    if ingest.username.is_empty() {
+        return Ok(None);
+    }
+    let password = std::env::var(&ingest.password_env).with_context(|| {
+        format!(
+            "ingest.username is set but the password variable {} is not (key ingest.password_env)",
+            ingest.password_env
+        )
+    })?;
+    Ok(Some(Credentials {
+        username: ingest.username.clone(),
+        password,
+    }))
+}
+
+/// The TLS client configuration for an `mqtts://` broker, from the PEM
+/// files named by `ingest.tls_*`.
+fn broker_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
+    let ingest = &config.ingest;
+    let read = |key: &str, path: &str| {
+        std::fs::read(path).with_context(|| format!("cannot read {path} (key ingest.{key})"))
+    };
+    let ca = read("tls_ca_file", &ingest.tls_ca_file)?;
+    let client = if ingest.tls_client_cert_file.is_empty() {
+        None
+    } else {
+        Some((
+            read("tls_client_cert_file", &ingest.tls_client_cert_file)?,
+            read("tls_client_key_file", &ingest.tls_client_key_file)?,
+        ))
+    };
+    ondol_ingest::source::tls_client_config(
+        &ca,
+        client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+    )
+    .map_err(|e| anyhow::anyhow!("ingest TLS (keys ingest.tls_*): {e}"))
+}
+
+/// The store with the configured time-series sink.
+fn open_store(config: &Config, database: &std::path::Path) -> anyhow::Result<Store> {
+    let opened = match config.timeseries.backend {
+        TimeseriesBackend::Embedded => Store::open(database),
+        TimeseriesBackend::Influxdb => {
+            let influx = &config.timeseries.influxdb;
+            let token = std::env::var(&influx.token_env).with_context(|| {
+                format!(
+                    "the InfluxDB token variable {} is not set (key timeseries.influxdb.token_env); \
+                     set it to the API token (any value for a server without authentication)",
+                    influx.token_env
+                )
+            })?;
+            // One spool per ingest worker: workers sharing a data dir must
+            // not replay (or clean up) each other's files. The client id is
+            // unique per worker (the broker requires it).
+            let spool = config
+                .storage
+                .data_dir
+                .join("influx-spool")
+                .join(&config.ingest.client_id);
+            let sink = InfluxSink::open(influx, &token, &spool)
+                .context("cannot start the InfluxDB sink (section timeseries.influxdb)")?;
+            tracing::info!(url = %influx.url, bucket = %influx.bucket, spool = %spool.display(), "raw readings go to InfluxDB");
+            Store::open_with_sink(database, Box::new(sink))
+        }
+    };
+    opened.with_context(|| format!("cannot open the store at {}", database.display()))
 }
 
 /// rumqttd's router thread can die silently, after which every connection

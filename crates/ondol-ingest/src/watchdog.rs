@@ -1,0 +1,119 @@
+//! The silence watchdog: when no message at all reaches ingest for
+//! `ingest.watchdog_silence` while the roster has active devices, the
+//! system cannot see the residents, and that is a `system_outage`
+//! (DESIGN §4) rather than a house full of inactive people.
+//!
+//! The condition is raised on [`IngestStats::outage`], logged at ERROR and
+//! set on the `ondol_system_outage{cause="no_messages"}` gauge; it clears
+//! with the next message. Alerting, when it exists, reads the flag.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use ondol_model::Clock;
+use ondol_model::condition::{OutageCause, Transition};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::roster_index::RosterIndex;
+use crate::telemetry::IngestStats;
+
+pub const SYSTEM_OUTAGE: &str = "ondol_system_outage";
+
+/// The pure decision: has it been silent for too long?
+#[derive(Debug, Clone)]
+pub struct Watchdog {
+    silence: Duration,
+    last_count: u64,
+    last_change: Timestamp,
+}
+
+impl Watchdog {
+    pub fn new(silence: Duration, now: Timestamp, messages: u64) -> Self {
+        Self {
+            silence,
+            last_count: messages,
+            last_change: now,
+        }
+    }
+
+    /// Whether the outage holds at `now`, given the message count so far.
+    pub fn silent(&mut self, now: Timestamp, messages: u64, devices_expected: bool) -> bool {
+        if messages != self.last_count {
+            self.last_count = messages;
+            self.last_change = now;
+            return false;
+        }
+        let quiet = now.duration_since(self.last_change);
+        devices_expected
+            && jiff::SignedDuration::try_from(self.silence).is_ok_and(|silence| quiet >= silence)
+    }
+}
+
+/// Checks every quarter of the silence (at most every 30 s) until shutdown.
+pub(crate) async fn run(
+    silence: Duration,
+    stats: Arc<IngestStats>,
+    roster: watch::Receiver<Arc<RosterIndex>>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    if silence.is_zero() {
+        return;
+    }
+    let every = (silence / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+    let mut watchdog = Watchdog::new(silence, clock.now(), stats.snapshot().messages);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let expected = roster.borrow().has_active_devices();
+        let now = clock.now();
+        if watchdog.silent(now, stats.snapshot().messages, expected) {
+            let detail = format!("no device message for {silence:?} while devices are expected");
+            if stats.outage.raise(OutageCause::NoMessages, now, &detail) == Transition::Raised {
+                metrics::gauge!(SYSTEM_OUTAGE, "cause" => OutageCause::NoMessages.as_str())
+                    .set(1.0);
+                tracing::error!(
+                    condition = "system_outage",
+                    cause = OutageCause::NoMessages.as_str(),
+                    silent_for = ?silence,
+                    "no device message has arrived while devices are expected to be sending; check the broker and the network"
+                );
+            }
+        } else if stats.outage.clear() == Transition::Cleared {
+            metrics::gauge!(SYSTEM_OUTAGE, "cause" => OutageCause::NoMessages.as_str()).set(0.0);
+            tracing::info!(
+                condition = "system_outage",
+                cause = OutageCause::NoMessages.as_str(),
+                "device messages arrive again"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_counts_from_the_last_message_and_only_when_devices_are_expected() {
+        let t0 = Timestamp::from_second(1_800_000_000).expect("valid");
+        let at = |minutes: i64| t0 + jiff::SignedDuration::from_mins(minutes);
+        let mut watchdog = Watchdog::new(Duration::from_secs(15 * 60), t0, 0);
+        assert!(!watchdog.silent(at(14), 0, true));
+        assert!(watchdog.silent(at(15), 0, true));
+        assert!(
+            !watchdog.silent(at(15), 0, false),
+            "no devices, nothing expected"
+        );
+        assert!(
+            !watchdog.silent(at(16), 3, true),
+            "a message ends the silence"
+        );
+        assert!(!watchdog.silent(at(30), 3, true));
+        assert!(watchdog.silent(at(31), 3, true));
+    }
+}
