@@ -107,26 +107,44 @@ impl TestServer {
         Self::start_custom(TEST_ROSTER, extra_config, args).await
     }
 
-    /// A server with its own roster file, extra config and arguments.
+    /// A server with its own roster file, extra config and arguments
+    /// (devices may connect without secrets).
     pub async fn start_custom(roster_toml: &str, extra_config: &str, args: &[&str]) -> TestServer {
+        Self::start_custom_env(roster_toml, extra_config, args, &[]).await
+    }
+
+    /// Like [`start_custom`](Self::start_custom), with extra environment
+    /// variables for the process (secrets are read from the environment).
+    pub async fn start_custom_env(
+        roster_toml: &str,
+        extra_config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let mut server = Self::prepare(roster_toml, "allow_anonymous = true", extra_config);
+        server.spawn_env(args, env).await;
+        server
+    }
+
+    /// A new temp dir with the roster and a config on free ports;
+    /// `mqtt_extra` goes into `[mqtt]`, `extra_config` is appended.
+    fn prepare(roster_toml: &str, mqtt_extra: &str, extra_config: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let roster = dir.path().join("registry.toml");
         std::fs::write(&roster, roster_toml).expect("write roster");
         let mqtt_port = free_port();
         let config_path = dir.path().join("ondol.toml");
         let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
+            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n{mqtt_extra}\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
             data = dir.path().join("data"),
         );
         std::fs::write(&config_path, config).expect("write config");
-        let mut server = TestServer {
+        TestServer {
             dir,
             mqtt_port,
             config_path,
             child: None,
-        };
-        server.spawn(args).await;
-        server
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -138,9 +156,16 @@ impl TestServer {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// Starts the process (again) and waits until its MQTT port answers.
+    /// Starts the process (again) and waits until it logs "ondol ready".
     pub async fn spawn(&mut self, args: &[&str]) {
+        self.spawn_env(args, &[]).await;
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables.
+    pub async fn spawn_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
+        // The log accumulates over restarts: wait for one more "ready".
+        let ready_before = self.log().matches("ondol ready").count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -151,15 +176,15 @@ impl TestServer {
             .arg("--config")
             .arg(&self.config_path)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
             .spawn()
             .expect("spawn ondol");
         self.child = Some(child);
-        let port = self.mqtt_port;
         let deadline = Instant::now() + PATIENCE;
-        loop {
+        while self.log().matches("ondol ready").count() <= ready_before {
             if let Some(status) = self
                 .child
                 .as_mut()
@@ -169,9 +194,6 @@ impl TestServer {
                     "ondol exited during start-up with {status}:\n{}",
                     self.log()
                 );
-            }
-            if mqtt_answers(port).await {
-                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -248,26 +270,6 @@ async fn wait_exit(child: &mut Child) -> ExitStatus {
         assert!(Instant::now() < deadline, "ondol did not exit");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Whether an MQTT CONNECT on `port` gets a CONNACK.
-async fn mqtt_answers(port: u16) -> bool {
-    let mut options = MqttOptions::new(format!("probe-{port}"), "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(options, 10);
-    let answered = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-    })
-    .await
-    .unwrap_or(false);
-    let _ = client.try_disconnect();
-    answered
 }
 
 /// A device: an MQTT client subscribed to its own receipts.
@@ -416,52 +418,9 @@ pub async fn start_secure(
     extra_config: &str,
     env: &[(&str, &str)],
 ) -> TestServer {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let roster = dir.path().join("registry.toml");
-    std::fs::write(&roster, roster_toml).expect("write roster");
-    let mqtt_port = free_port();
-    let config_path = dir.path().join("ondol.toml");
-    let config = format!(
-        "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\naccess_reload_interval = \"100ms\"\n{mqtt_extra}\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
-        data = dir.path().join("data"),
-    );
-    std::fs::write(&config_path, config).expect("write config");
-    let log = std::fs::File::create(dir.path().join("ondol.log")).expect("log file");
-    let child = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn ondol");
-    let mut server = TestServer {
-        dir,
-        mqtt_port,
-        config_path,
-        child: Some(child),
-    };
-    let deadline = Instant::now() + PATIENCE;
-    while !server.log().contains("ondol ready") {
-        if let Some(status) = server
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-        {
-            panic!(
-                "ondol exited during start-up with {status}:\n{}",
-                server.log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ondol never became ready:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mqtt_extra = format!("access_reload_interval = \"100ms\"\n{mqtt_extra}");
+    let mut server = TestServer::prepare(roster_toml, &mqtt_extra, extra_config);
+    server.spawn_env(&["run"], env).await;
     server
 }
 
@@ -587,71 +546,5 @@ impl TestServer {
     /// The running process's id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
-    }
-}
-
-impl TestServer {
-    /// Like [`start_custom`](Self::start_custom), with extra environment
-    /// variables for the process (secrets are read from the environment).
-    pub async fn start_custom_env(
-        roster_toml: &str,
-        extra_config: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let roster = dir.path().join("registry.toml");
-        std::fs::write(&roster, roster_toml).expect("write roster");
-        let mqtt_port = free_port();
-        let config_path = dir.path().join("ondol.toml");
-        let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
-            data = dir.path().join("data"),
-        );
-        std::fs::write(&config_path, config).expect("write config");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("ondol.log"))
-            .expect("log file");
-        let child = Command::new(binary())
-            .args(args)
-            .arg("--config")
-            .arg(&config_path)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn ondol");
-        let mut server = TestServer {
-            dir,
-            mqtt_port,
-            config_path,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = server
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "ondol exited during start-up with {status}:\n{}",
-                    server.log()
-                );
-            }
-            if mqtt_answers(mqtt_port).await {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ondol never became ready:\n{}",
-                server.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
