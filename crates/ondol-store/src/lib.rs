@@ -28,6 +28,7 @@ pub mod batch;
 mod credentials;
 mod error;
 pub mod query;
+pub mod report_rows;
 mod roster_db;
 pub mod roster_file;
 mod schema;
