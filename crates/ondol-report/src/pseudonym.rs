@@ -103,3 +103,52 @@ pub fn load_or_create_key(
 fn io(what: &'static str, path: PathBuf, source: std::io::Error) -> ReportError {
     ReportError::Io { what, path, source }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn id(s: &str) -> ResidentId {
+        ResidentId::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_key_file_is_created_once_owner_only_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = load_or_create_key(None, &data).unwrap();
+        let path = data.join(KEY_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = load_or_create_key(None, &data).unwrap();
+        assert_eq!(first.pseudonym(&id("r-1")), again.pseudonym(&id("r-1")));
+        // Another deployment (another data dir) gets another key.
+        let other = load_or_create_key(None, &dir.path().join("other")).unwrap();
+        assert_ne!(first.pseudonym(&id("r-1")), other.pseudonym(&id("r-1")));
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_short_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let from_env = load_or_create_key(Some("0123456789abcdef-env".into()), dir.path()).unwrap();
+        assert!(!dir.path().join(KEY_FILE).exists());
+        let same = PseudonymKey::new(b"0123456789abcdef-env".to_vec()).unwrap();
+        assert_eq!(from_env.pseudonym(&id("a")), same.pseudonym(&id("a")));
+        assert!(load_or_create_key(Some("short".into()), dir.path()).is_err());
+        assert_eq!(format!("{same:?}"), "PseudonymKey(..)");
+    }
+
+    #[test]
+    fn pseudonyms_have_a_fixed_shape() {
+        let key = PseudonymKey::new(vec![1u8; 32]).unwrap();
+        let p = key.pseudonym(&id("r-1"));
+        assert_eq!(p.len(), 18);
+        assert!(p.starts_with("r-") && p[2..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
