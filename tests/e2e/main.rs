@@ -7,6 +7,7 @@
 mod alerting;
 mod cli;
 mod ingest;
+mod report;
 mod security;
 mod storm;
 mod support;
