@@ -94,7 +94,14 @@ async fn the_report_counts_stored_readings_under_pseudonyms_only() {
     let csv = report(&server, "csv", &csv_out, None);
     let residents_csv =
         std::fs::read_to_string(server.dir.path().join("report.residents.csv")).unwrap();
-    for text in [&text, &csv, &residents_csv] {
+    let page = report(
+        &server,
+        "html",
+        &server.dir.path().join("report.html"),
+        None,
+    );
+    assert!(page.contains("<svg "), "{page}");
+    for text in [&text, &csv, &residents_csv, &page] {
         for i in 1..=6 {
             assert!(!text.contains(&format!("rep-{i}")), "id rep-{i} leaked");
             assert!(!text.contains(&format!("Reporting Person {i}")));

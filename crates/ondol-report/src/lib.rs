@@ -2,9 +2,11 @@
 //! resident-day rollups and the roster, never from raw readings.
 //!
 //! [`compute`] is a pure function over rows; [`output`] renders the result
-//! as CSV or JSON; [`pseudonym`] turns resident ids into keyed pseudonyms.
+//! as CSV, JSON or a self-contained HTML page ([`html`]); [`pseudonym`] turns resident ids into keyed pseudonyms.
 //! Definitions: docs/REPORTS.md.
 
+pub mod definitions;
+pub mod html;
 pub mod metrics;
 pub mod output;
 pub mod pseudonym;

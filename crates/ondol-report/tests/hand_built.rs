@@ -20,7 +20,7 @@ use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
 use ondol_model::roster::Roster;
 use ondol_model::{DeviceId, Reading, ResidentId};
 use ondol_report::metrics::{Cell, Figures};
-use ondol_report::{Granularity, PseudonymKey, Report, compute, output};
+use ondol_report::{Granularity, PseudonymKey, Report, compute, html, output};
 use ondol_store::alerts::{NewAlert, Raised};
 use ondol_store::{Batch, NewReading, Store};
 
@@ -642,6 +642,7 @@ fn no_roster_name_or_id_appears_in_any_output() {
         output::json(&report).unwrap(),
         output::cells_csv(&report),
         output::residents_csv(&report),
+        html::render(&report),
     ];
     for text in &outputs {
         for resident in &roster.residents {
@@ -685,4 +686,42 @@ fn suppressed_cells_are_marked_not_zero_in_csv_and_json() {
         .unwrap();
     assert_eq!(cell["suppressed"], true);
     assert!(cell["figures"].is_null());
+}
+
+#[test]
+fn the_html_report_is_self_contained_with_charts_tables_and_definitions() {
+    let (_dir, store, roster) = history();
+    let report = report(&store, &roster);
+    let page = html::render(&report);
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    // Self-contained: no scripts, no external resources.
+    assert!(!page.contains("<script"));
+    assert!(!page.contains("src="));
+    assert!(!page.contains("href="));
+    // Six charts: three ratios over time, alerts by rule, outcomes,
+    // time to acknowledge.
+    assert_eq!(page.matches("<svg ").count(), 6);
+    assert!(page.contains("false-alarm share 0.500"));
+    // Every definition is printed.
+    for (term, _) in ondol_report::definitions::DEFINITIONS {
+        assert!(page.contains(&html::escape(term)), "{term}");
+    }
+    // alentejo's three cells are marked, not zero.
+    assert_eq!(
+        page.matches("suppressed (fewer than 5 residents)").count(),
+        3
+    );
+    // The hand-computed whole-range figures appear in the table.
+    assert!(page.contains(&format!("<td>{}</td>", 9.0 / 75.0)));
+}
+
+#[test]
+fn docs_reports_md_lists_every_definition_as_printed() {
+    let doc = include_str!("../../../docs/REPORTS.md");
+    for (term, text) in ondol_report::definitions::DEFINITIONS {
+        assert!(
+            doc.contains(&format!("- **{term}**: {text}")),
+            "docs/REPORTS.md is missing or differs on {term}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! `ondol report utilisation`: the evaluator report of DESIGN §6 from the
-//! store's day rollups, written as CSV or JSON. Residents appear only under
+//! store's day rollups, written as CSV, JSON or a
+//! self-contained HTML page. Residents appear only under
 //! keyed pseudonyms (`ONDOL_PSEUDONYM_KEY`, else `<data_dir>/pseudonym.key`).
 
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use jiff::civil::Date;
-use ondol_report::{Granularity, Report, output, pseudonym};
+use ondol_report::{Granularity, Report, html, output, pseudonym};
 use ondol_store::Store;
 
 use crate::config::Config;
@@ -37,6 +38,8 @@ enum ByArg {
 enum FormatArg {
     Csv,
     Json,
+    /// One self-contained page with charts, tables and the definitions.
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +133,7 @@ fn write(report: &Report, format: FormatArg, out: &Path) -> anyhow::Result<()> {
     };
     match format {
         FormatArg::Json => put(out, output::json(report)?),
+        FormatArg::Html => put(out, html::render(report)),
         FormatArg::Csv => {
             put(out, output::cells_csv(report))?;
             put(&residents_path(out), output::residents_csv(report))
