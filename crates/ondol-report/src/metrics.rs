@@ -208,6 +208,31 @@ impl Counts {
         }
     }
 
+    /// Adds `other` to these counts (residents as a set union).
+    pub fn merge(&mut self, other: &Counts) {
+        for r in &other.residents {
+            if !self.residents.contains(r) {
+                self.residents.insert(r.clone());
+            }
+        }
+        self.resident_days_enrolled += other.resident_days_enrolled;
+        self.active_days += other.active_days;
+        self.hours_with_data += other.hours_with_data;
+        self.checkins_expected += other.checkins_expected;
+        self.checkins_done += other.checkins_done;
+        for (rule, n) in &other.alerts_by_rule {
+            *self.alerts_by_rule.entry(rule.clone()).or_default() += n;
+        }
+        self.seconds_to_ack.extend_from_slice(&other.seconds_to_ack);
+        self.seconds_to_resolve
+            .extend_from_slice(&other.seconds_to_resolve);
+        for (outcome, n) in &other.outcomes {
+            *self.outcomes.entry(outcome.clone()).or_default() += n;
+        }
+        self.satisfaction_sum += other.satisfaction_sum;
+        self.satisfaction_count += other.satisfaction_count;
+    }
+
     pub fn alerts_total(&self) -> u64 {
         self.alerts_by_rule.values().sum()
     }
@@ -293,17 +318,24 @@ pub fn aggregate(
     to: Date,
     granularity: Granularity,
 ) -> Aggregate {
-    let day_index: HashMap<(&ResidentId, Date), &DayFact> = days
-        .iter()
-        .map(|d| ((&d.resident_id, d.local_date), d))
-        .collect();
-    let mut alert_index: HashMap<(&ResidentId, Date), Vec<&AlertFact>> = HashMap::new();
+    let mut day_index: HashMap<&ResidentId, HashMap<Date, &DayFact>> = HashMap::new();
+    for d in days {
+        day_index
+            .entry(&d.resident_id)
+            .or_default()
+            .insert(d.local_date, d);
+    }
+    let mut alert_index: HashMap<&ResidentId, HashMap<Date, Vec<&AlertFact>>> = HashMap::new();
     for a in alerts {
         alert_index
-            .entry((&a.resident_id, a.local_date))
+            .entry(&a.resident_id)
+            .or_default()
+            .entry(a.local_date)
             .or_default()
             .push(a);
     }
+    let no_days = HashMap::new();
+    let no_alerts = HashMap::new();
     let mut out = Aggregate::default();
     for resident in residents {
         let start = from.max(resident.enrolled_from);
@@ -312,32 +344,35 @@ pub fn aggregate(
             continue;
         }
         let expects_checkin = resident.checkin.window.is_some();
-        let region = resident.region.clone();
+        let my_days = day_index.get(&resident.id).unwrap_or(&no_days);
+        let my_alerts = alert_index.get(&resident.id).unwrap_or(&no_alerts);
+        // This resident's counts per period, merged into the cells once.
+        let mut periods: BTreeMap<Date, Counts> = BTreeMap::new();
         for date in start.series(1.day()).take_while(|d| *d <= end) {
             if !enrolled_on(resident, date) {
                 continue;
             }
-            let fact = day_index.get(&(&resident.id, date)).copied();
-            let day_alerts = alert_index.get(&(&resident.id, date));
-            let period = granularity.period_start(date);
-            for key in [
-                (Some(period), Some(region.clone())),
-                (Some(period), None),
-                (None, Some(region.clone())),
-                (None, None),
-            ] {
-                let counts = out.cells.entry(key).or_default();
-                counts.add_day(&resident.id, expects_checkin, fact);
-                for a in day_alerts.into_iter().flatten() {
-                    counts.add_alert(a);
-                }
-            }
-            let mine = out.per_resident.entry(resident.id.clone()).or_default();
-            mine.add_day(&resident.id, expects_checkin, fact);
-            for a in day_alerts.into_iter().flatten() {
-                mine.add_alert(a);
+            let counts = periods.entry(granularity.period_start(date)).or_default();
+            counts.add_day(&resident.id, expects_checkin, my_days.get(&date).copied());
+            for a in my_alerts.get(&date).into_iter().flatten() {
+                counts.add_alert(a);
             }
         }
+        if periods.is_empty() {
+            continue;
+        }
+        let mut whole = Counts::default();
+        let region = Some(resident.region.clone());
+        for (period, counts) in &periods {
+            for key in [(Some(*period), region.clone()), (Some(*period), None)] {
+                out.cells.entry(key).or_default().merge(counts);
+            }
+            whole.merge(counts);
+        }
+        for key in [(None, region.clone()), (None, None)] {
+            out.cells.entry(key).or_default().merge(&whole);
+        }
+        out.per_resident.insert(resident.id.clone(), whole);
     }
     out
 }
