@@ -60,8 +60,7 @@ fn history() -> (Vec<Resident>, Vec<DayFact>, Vec<AlertFact>) {
                     seconds_to_ack: Some((d as u64 * 37) % 3600),
                     seconds_to_resolve: Some((d as u64 * 91) % 7200 + 60),
                     outcome: Some(
-                        ["resident_ok", "false_alarm_device", "needed_help"][(i % 3) as usize]
-                            .into(),
+                        ["resident_ok", "false_alarm_device", "needed_help"][i % 3].into(),
                     ),
                 });
             }
