@@ -10,6 +10,7 @@ mod compose;
 mod external_broker;
 mod influx;
 mod ingest;
+mod report;
 mod security;
 mod services;
 mod storm;

@@ -30,6 +30,7 @@ mod credentials;
 mod error;
 pub mod influx;
 pub mod query;
+pub mod report_rows;
 mod roster_db;
 pub mod roster_file;
 mod schema;

@@ -36,6 +36,9 @@ enum Command {
     Device(device_cli::DeviceCommand),
     /// Work alerts: list, acknowledge, resolve.
     Alerts(crate::alerts_cli::AlertsArgs),
+    /// Evaluator reports under pseudonyms (DESIGN §6).
+    #[command(subcommand)]
+    Report(crate::report_cli::ReportCommand),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +111,7 @@ pub fn main() -> ExitCode {
         }
         Command::Config(ConfigCommand::Check(args)) => check(&args),
         Command::Alerts(args) => crate::alerts_cli::main(args),
+        Command::Report(command) => crate::report_cli::main(command),
         Command::Config(ConfigCommand::Print(args)) => {
             let Some(config) = load(&args) else {
                 return ExitCode::from(2);

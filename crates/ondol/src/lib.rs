@@ -11,6 +11,7 @@
 //! - [`logging`]: tracing setup.
 //! - [`credentials`]: device secrets (Argon2id) and the broker's access list.
 //! - [`device_cli`]: `ondol device add|rotate-secret|revoke`.
+//! - [`report_cli`]: `ondol report utilisation`.
 
 pub mod alerting;
 pub mod alerts_cli;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod credentials;
 pub mod device_cli;
 pub mod logging;
+pub mod report_cli;
 pub mod roster;
 pub mod server;
 pub mod simulate;
