@@ -103,8 +103,8 @@ pub async fn run(
         staff = roster.staff.len(),
         "roster loaded"
     );
-    // The sender stays alive for the whole run; later issues publish roster
-    // changes through it.
+    // Credential changes republish the roster through this sender while the
+    // server runs.
     let (roster_updates, roster_index) = watch::channel(Arc::new(RosterIndex::new(&roster)));
     let stats = Arc::new(IngestStats::default());
 
@@ -140,7 +140,20 @@ pub async fn run(
         ),
     };
 
-    let alerting = crate::alerting::start(&config, router.as_ref()).await?;
+    // Alerting learns of activity from what this process's ingest commits:
+    // a worker that sees only its share of the devices would think the others'
+    // residents silent and page caseworkers about them. So it runs only where
+    // ingest sees every device.
+    let sees_every_device = options.role == Role::All && config.ingest.share_group.is_empty();
+    let alerting = if sees_every_device {
+        crate::alerting::start(&config, router.as_ref()).await?
+    } else {
+        tracing::warn!(
+            "alerting does not run in this process: its ingest sees only a share of the devices \
+             (--role ingest or ingest.share_group); run alerting where one ingest sees them all"
+        );
+        None
+    };
 
     let ingest_shutdown = CancellationToken::new();
     let mut ingest = tokio::spawn(ondol_ingest::run(
