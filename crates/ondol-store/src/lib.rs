@@ -10,6 +10,8 @@
 //!   committing ingest batches.
 //! - [`alerts`]: alerts, transitions, the notification outbox and
 //!   alerting's timer state.
+//! - [`audit`]: the append-only, hash-chained audit log of resident data
+//!   reads and changes.
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
 //! - [`sink`]: the time-series sink seam ([`TimeseriesSink`]) and the
 //!   embedded SQLite sink.
@@ -25,6 +27,7 @@
 //! receipt only after that.
 
 pub mod alerts;
+pub mod audit;
 pub mod batch;
 mod credentials;
 mod error;

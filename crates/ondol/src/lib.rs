@@ -3,6 +3,7 @@
 //!
 //! - [`alerting`]: alerting's tasks and the bridge from ingest.
 //! - [`alerts_cli`]: `ondol alerts list|ack|resolve`.
+//! - [`audit_cli`]: `ondol audit verify|export`.
 //! - [`cli`]: commands and their `--help`.
 //! - [`config`]: layered configuration and its validation.
 //! - [`roster`]: loading the roster file into the store.
@@ -15,6 +16,7 @@
 
 pub mod alerting;
 pub mod alerts_cli;
+pub mod audit_cli;
 pub mod cli;
 pub mod config;
 pub mod credentials;
