@@ -37,13 +37,22 @@ use crate::error::AlertingError;
 use crate::notification::{self, Audience};
 use crate::schedule;
 
-/// Why Ondol itself cannot see: each source of an outage.
+/// Why Ondol itself cannot see (or keep) what devices send: each source
+/// of an outage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OutageSource {
-    /// The MQTT broker does not answer.
+    /// The MQTT broker does not answer (the embedded router's probe, or
+    /// ingest cannot reconnect to the external broker).
     Broker,
     /// A large share of devices went silent together.
     MassSilence,
+    /// No device message at all arrived for a while (ingest's watchdog).
+    NoMessages,
+    /// The operational store refuses ingest's commits.
+    Store,
+    /// The external time-series sink (InfluxDB) refuses or does not answer;
+    /// readings are spooled on disk and still reach alerting.
+    Timeseries,
 }
 
 impl OutageSource {
@@ -51,7 +60,19 @@ impl OutageSource {
         match self {
             OutageSource::Broker => "broker_unreachable",
             OutageSource::MassSilence => "mass_silence",
+            OutageSource::NoMessages => "no_messages",
+            OutageSource::Store => "store_unwritable",
+            OutageSource::Timeseries => "timeseries_unreachable",
         }
+    }
+
+    /// Whether this outage hides residents from alerting, so that alerts
+    /// caused by missing data must be held. A time-series sink outage does
+    /// not: readings are still committed to the store (and spooled for the
+    /// sink), so alerting sees everything and holding would only delay
+    /// real alerts. Supervisors are told either way.
+    pub fn hides_residents(self) -> bool {
+        !matches!(self, OutageSource::Timeseries)
     }
 }
 
@@ -398,7 +419,12 @@ impl Engine {
     }
 
     fn holding_at(&self, now: Timestamp) -> bool {
-        !self.outages.is_empty() || self.hold_until.is_some_and(|until| now < until)
+        self.blind() || self.hold_until.is_some_and(|until| now < until)
+    }
+
+    /// Whether an outage that hides residents is going on.
+    fn blind(&self) -> bool {
+        self.outages.iter().any(|source| source.hides_residents())
     }
 
     /// The store, for reads (tests, the benchmark).
@@ -467,14 +493,14 @@ impl Engine {
     }
 
     fn end_hold(&mut self, now: Timestamp) -> Result<(), AlertingError> {
-        if !self.outages.is_empty() {
-            return Ok(());
-        }
-        if self.hold_until.is_some_and(|until| now < until) {
+        if self.holding_at(now) {
             return Ok(());
         }
         self.hold_until = None;
-        if let Some(id) = self.outage_alert.take() {
+        // The system alert ends with the last outage (and its grace).
+        if self.outages.is_empty()
+            && let Some(id) = self.outage_alert.take()
+        {
             self.resolve_if_open(id, now)?;
         }
         let parked = std::mem::take(&mut self.parked);
@@ -905,11 +931,20 @@ impl Engine {
 
     fn start_outage(&mut self, source: OutageSource, now: Timestamp) -> Result<(), AlertingError> {
         let first = self.outages.is_empty();
-        self.outages.insert(source);
-        tracing::error!(
-            source = source.as_str(),
-            "system outage: alerts caused by missing data are held"
-        );
+        if !self.outages.insert(source) {
+            return Ok(());
+        }
+        if source.hides_residents() {
+            tracing::error!(
+                source = source.as_str(),
+                "system outage: alerts caused by missing data are held"
+            );
+        } else {
+            tracing::error!(
+                source = source.as_str(),
+                "system outage: alerting still sees device data; nothing is held"
+            );
+        }
         if first && self.outage_alert.is_none() {
             let new = NewAlert {
                 rule: Rule::SystemOutage,
@@ -943,11 +978,17 @@ impl Engine {
         if source == OutageSource::MassSilence {
             self.recent_silences.clear();
         }
-        if self.outages.is_empty() {
+        if source.hides_residents() && !self.blind() {
+            // Late data is still arriving (devices resend): the grace
+            // period starts now, whatever else is still down.
             tracing::info!(source = source.as_str(), grace = ?self.config.grace, "system outage over; holding alerts for the grace period");
             let until = after(now, self.config.grace);
             self.hold_until = Some(until);
             self.schedule(Timer::HoldEnd, Some(until));
+        } else if self.outages.is_empty() {
+            tracing::info!(source = source.as_str(), "system outage over");
+            let at = self.hold_until.filter(|until| *until > now).unwrap_or(now);
+            self.schedule(Timer::HoldEnd, Some(at));
         }
         Ok(())
     }

@@ -5,11 +5,13 @@
 //! committed to alerting's input (alerting does not know ingest).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use ondol_alerting::{Delivery, Engine, Input, MqttOut, OutageSource, Webhook};
 use ondol_broker::Router;
-use ondol_ingest::{BrokerTarget, Committed};
+use ondol_ingest::{BrokerTarget, Committed, IngestStats};
+use ondol_model::condition::{OutageCause, SystemOutage};
 use ondol_model::{Clock, SystemClock};
 use ondol_store::Store;
 use tokio::sync::{Notify, mpsc};
@@ -153,6 +155,74 @@ pub async fn start(config: &Config, router: Option<&Router>) -> anyhow::Result<O
     }))
 }
 
+/// How often the conditions of ingest and the sink are read (a mutex each).
+const CONDITION_POLL: Duration = Duration::from_secs(1);
+
+/// Reads one `system_outage` condition.
+pub type ConditionSource = Box<dyn Fn() -> Option<SystemOutage> + Send + Sync>;
+
+/// The conditions this process watches: ingest's watchdog (nothing
+/// arrives), its connection to an external broker, its commits to the
+/// store, and the external time-series sink if there is one.
+pub fn conditions(
+    stats: &Arc<IngestStats>,
+    sink: Option<ondol_store::influx::SinkMonitor>,
+) -> Vec<ConditionSource> {
+    let mut sources: Vec<ConditionSource> = Vec::new();
+    for pick in [
+        |s: &IngestStats| s.outage.get(),
+        |s: &IngestStats| s.broker.get(),
+        |s: &IngestStats| s.store.get(),
+    ] {
+        let stats = stats.clone();
+        sources.push(Box::new(move || pick(&stats)));
+    }
+    if let Some(sink) = sink {
+        sources.push(Box::new(move || sink.outage()));
+    }
+    sources
+}
+
+/// Alerting's name for the part a condition is about.
+pub fn outage_source(cause: OutageCause) -> OutageSource {
+    match cause {
+        OutageCause::NoMessages => OutageSource::NoMessages,
+        OutageCause::BrokerUnreachable => OutageSource::Broker,
+        OutageCause::StoreUnwritable => OutageSource::Store,
+        OutageCause::SinkUnauthorized | OutageCause::SinkUnreachable => OutageSource::Timeseries,
+    }
+}
+
+/// Tells alerting when a condition is raised or cleared, until `shutdown`.
+/// Conditions are idempotent flags owned by the parts that detect them;
+/// reading them here keeps ingest and the sink unaware of alerting.
+pub async fn follow_conditions(
+    sources: Vec<ConditionSource>,
+    outages: mpsc::Sender<Input>,
+    shutdown: CancellationToken,
+) {
+    let mut current: Vec<Option<OutageSource>> = vec![None; sources.len()];
+    loop {
+        for (source, was) in sources.iter().zip(current.iter_mut()) {
+            let now = source().map(|outage| outage_source(outage.cause));
+            if now == *was {
+                continue;
+            }
+            let changes = [was.map(|s| (s, false)), now.map(|s| (s, true))];
+            for (source, down) in changes.into_iter().flatten() {
+                if outages.send(Input::Outage { source, down }).await.is_err() {
+                    return;
+                }
+            }
+            *was = now;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CONDITION_POLL) => {}
+        }
+    }
+}
+
 /// Reports the embedded broker's liveness to alerting.
 pub fn broker_outage(down: bool) -> Input {
     Input::Outage {
@@ -191,5 +261,56 @@ impl Running {
             "alerting stopped; its state and undelivered notifications are in the store"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next(inputs: &mut mpsc::Receiver<Input>) -> (OutageSource, bool) {
+        match tokio::time::timeout(Duration::from_secs(30), inputs.recv()).await {
+            Ok(Some(Input::Outage { source, down })) => (source, down),
+            other => panic!("expected an outage input, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn raised_and_cleared_conditions_reach_alerting_once_each() {
+        let stats = Arc::new(IngestStats::default());
+        let now = jiff::Timestamp::now();
+        stats
+            .broker
+            .raise(OutageCause::BrokerUnreachable, now, "test");
+        let (tx, mut inputs) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(follow_conditions(
+            conditions(&stats, None),
+            tx,
+            shutdown.clone(),
+        ));
+        assert_eq!(next(&mut inputs).await, (OutageSource::Broker, true));
+        stats.store.raise(OutageCause::StoreUnwritable, now, "test");
+        assert_eq!(next(&mut inputs).await, (OutageSource::Store, true));
+        stats.broker.clear();
+        assert_eq!(next(&mut inputs).await, (OutageSource::Broker, false));
+        shutdown.cancel();
+        task.await.expect("the follower stops");
+        // Nothing else was sent: the store's condition was reported once.
+        assert!(inputs.try_recv().is_err());
+    }
+
+    #[test]
+    fn every_cause_has_an_alerting_source_and_only_the_sink_hides_nothing() {
+        for (cause, source) in [
+            (OutageCause::NoMessages, OutageSource::NoMessages),
+            (OutageCause::BrokerUnreachable, OutageSource::Broker),
+            (OutageCause::StoreUnwritable, OutageSource::Store),
+            (OutageCause::SinkUnreachable, OutageSource::Timeseries),
+            (OutageCause::SinkUnauthorized, OutageSource::Timeseries),
+        ] {
+            assert_eq!(outage_source(cause), source);
+            assert_eq!(source.hides_residents(), source != OutageSource::Timeseries);
+        }
     }
 }

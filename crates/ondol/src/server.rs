@@ -85,7 +85,7 @@ pub async fn run(
         )
     })?;
     let database = config.storage.database_path();
-    let mut store = open_store(&config, &database)?;
+    let (mut store, sink_monitor) = open_store(&config, &database)?;
     let file_roster = if options.demo && !config.registry.file.exists() {
         tracing::info!("using the built-in demo roster");
         roster::parse(roster::DEMO_REGISTRY, "built-in demo registry")?
@@ -154,6 +154,15 @@ pub async fn run(
         );
         None
     };
+
+    if let Some(alerting) = &alerting {
+        // Ingest's and the sink's conditions become `system_outage`s.
+        tokio::spawn(crate::alerting::follow_conditions(
+            crate::alerting::conditions(&stats, sink_monitor),
+            alerting.outages.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let ingest_shutdown = CancellationToken::new();
     let mut ingest = tokio::spawn(ondol_ingest::run(
@@ -463,8 +472,13 @@ fn broker_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
     .map_err(|e| anyhow::anyhow!("ingest TLS (keys ingest.tls_*): {e}"))
 }
 
-/// The store with the configured time-series sink.
-fn open_store(config: &Config, database: &std::path::Path) -> anyhow::Result<Store> {
+/// The store with the configured time-series sink, and a view of the
+/// sink's `system_outage` condition when it is an external one.
+fn open_store(
+    config: &Config,
+    database: &std::path::Path,
+) -> anyhow::Result<(Store, Option<ondol_store::influx::SinkMonitor>)> {
+    let mut monitor = None;
     let opened = match config.timeseries.backend {
         TimeseriesBackend::Embedded => Store::open(database),
         TimeseriesBackend::Influxdb => {
@@ -487,10 +501,13 @@ fn open_store(config: &Config, database: &std::path::Path) -> anyhow::Result<Sto
             let sink = InfluxSink::open(influx, &token, &spool)
                 .context("cannot start the InfluxDB sink (section timeseries.influxdb)")?;
             tracing::info!(url = %influx.url, bucket = %influx.bucket, spool = %spool.display(), "raw readings go to InfluxDB");
+            monitor = Some(sink.monitor());
             Store::open_with_sink(database, Box::new(sink))
         }
     };
-    opened.with_context(|| format!("cannot open the store at {}", database.display()))
+    let store =
+        opened.with_context(|| format!("cannot open the store at {}", database.display()))?;
+    Ok((store, monitor))
 }
 
 /// rumqttd's router thread can die silently, after which every connection
