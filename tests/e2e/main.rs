@@ -6,6 +6,7 @@
 
 mod alerting;
 mod alerting_outage;
+mod alerting_roster;
 mod cli;
 mod compose;
 mod external_broker;

@@ -22,7 +22,13 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DEVICE_CREDENTIALS, V3_ALERTING, V4_SINK_KEYS];
+const MIGRATIONS: &[&str] = &[
+    V1_INITIAL,
+    V2_DEVICE_CREDENTIALS,
+    V3_ALERTING,
+    V4_SINK_KEYS,
+    V5_ROSTER_REVISION,
+];
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -326,6 +332,48 @@ CREATE TABLE reading_keys (
     received_ms  INTEGER NOT NULL,
     PRIMARY KEY (device_id, reading_type, sensor, ts_ms)
 ) WITHOUT ROWID;
+"#;
+
+/// A counter every change of the roster tables bumps (triggers, so it holds
+/// whoever writes: the import, the CLI, the admin API, a hand-made fix).
+/// Processes that keep the roster in memory poll it to learn of changes.
+const V5_ROSTER_REVISION: &str = r#"
+CREATE TABLE roster_revision (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+);
+INSERT INTO roster_revision (id, revision) VALUES (1, 0);
+
+CREATE TRIGGER staff_insert_bumps_revision AFTER INSERT ON staff
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER staff_update_bumps_revision AFTER UPDATE ON staff
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER staff_delete_bumps_revision AFTER DELETE ON staff
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER residents_insert_bumps_revision AFTER INSERT ON residents
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER residents_update_bumps_revision AFTER UPDATE ON residents
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER residents_delete_bumps_revision AFTER DELETE ON residents
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER away_periods_insert_bumps_revision AFTER INSERT ON away_periods
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER away_periods_update_bumps_revision AFTER UPDATE ON away_periods
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER away_periods_delete_bumps_revision AFTER DELETE ON away_periods
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER devices_insert_bumps_revision AFTER INSERT ON devices
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER devices_update_bumps_revision AFTER UPDATE ON devices
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER devices_delete_bumps_revision AFTER DELETE ON devices
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER device_bindings_insert_bumps_revision AFTER INSERT ON device_bindings
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER device_bindings_update_bumps_revision AFTER UPDATE ON device_bindings
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER device_bindings_delete_bumps_revision AFTER DELETE ON device_bindings
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

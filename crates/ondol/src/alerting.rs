@@ -4,17 +4,18 @@
 //! with its secret from the environment, and the bridge from what ingest
 //! committed to alerting's input (alerting does not know ingest).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ondol_alerting::{Delivery, Engine, Input, MqttOut, OutageSource, Webhook};
 use ondol_broker::Router;
-use ondol_ingest::{BrokerTarget, Committed, IngestStats};
+use ondol_ingest::{BrokerTarget, Committed, IngestStats, RosterIndex};
 use ondol_model::condition::{OutageCause, SystemOutage};
 use ondol_model::{Clock, SystemClock};
 use ondol_store::Store;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +39,14 @@ pub struct Running {
 }
 
 /// Starts alerting, or returns `None` when `alerting.enabled` is false.
-pub async fn start(config: &Config, router: Option<&Router>) -> anyhow::Result<Option<Running>> {
+/// `roster` is the signal that the store's roster changed (the binary's
+/// credential and roster follower publishes it); alerting then reloads the
+/// roster and applies it.
+pub async fn start(
+    config: &Config,
+    router: Option<&Router>,
+    roster: watch::Receiver<Arc<RosterIndex>>,
+) -> anyhow::Result<Option<Running>> {
     if !config.alerting.enabled {
         tracing::warn!("alerting is disabled (alerting.enabled = false): nobody is alerted");
         return Ok(None);
@@ -129,6 +137,12 @@ pub async fn start(config: &Config, router: Option<&Router>) -> anyhow::Result<O
         input_rx,
         engine_stop.clone(),
     ));
+    tokio::spawn(follow_roster(
+        database.clone(),
+        roster,
+        inputs.clone(),
+        engine_stop.clone(),
+    ));
     let (committed, mut committed_rx) = mpsc::channel::<Committed>(INPUT_CAPACITY);
     let bridge = tokio::spawn({
         let inputs = inputs.clone();
@@ -153,6 +167,38 @@ pub async fn start(config: &Config, router: Option<&Router>) -> anyhow::Result<O
         delivery_stop,
         engine_stop,
     }))
+}
+
+/// Hands the store's roster to the engine each time `roster` says it
+/// changed, until `stop`.
+async fn follow_roster(
+    database: PathBuf,
+    mut roster: watch::Receiver<Arc<RosterIndex>>,
+    inputs: mpsc::Sender<Input>,
+    stop: CancellationToken,
+) {
+    // The engine loaded the roster itself when it started.
+    roster.mark_unchanged();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = roster.changed() => if changed.is_err() { return },
+        }
+        let database = database.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || Store::open(&database)?.load_roster()).await;
+        match loaded {
+            Ok(Ok(loaded)) => {
+                if inputs.send(Input::Roster(Arc::new(loaded))).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::error!(error = %error, "alerting cannot reload the changed roster; it keeps the previous one until the next change");
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// How often the conditions of ingest and the sink are read (a mutex each).

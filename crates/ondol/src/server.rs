@@ -146,7 +146,7 @@ pub async fn run(
     // ingest sees every device.
     let sees_every_device = options.role == Role::All && config.ingest.share_group.is_empty();
     let alerting = if sees_every_device {
-        crate::alerting::start(&config, router.as_ref()).await?
+        crate::alerting::start(&config, router.as_ref(), roster_updates.subscribe()).await?
     } else {
         tracing::warn!(
             "alerting does not run in this process: its ingest sees only a share of the devices \
