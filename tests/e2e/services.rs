@@ -413,11 +413,19 @@ pub fn base_config(mqtt_port: u16, data_dir: &Path, roster: &Path) -> String {
 }
 
 impl Mosquitto {
-    /// Stops the broker (SIGKILL: an outage, not a maintenance window).
+    /// Like [`start`](Self::start), for tests that stop and restart it:
+    /// run as root, Mosquitto otherwise drops to its own user, which cannot
+    /// write its persistence file into our temp dir (as any other user it
+    /// keeps running as that user).
+    pub async fn start_restartable() -> Option<Mosquitto> {
+        Self::start_with("user root\n").await
+    }
+
+    /// Stops the broker (SIGTERM: it saves its persistence file, so
+    /// persistent sessions and their queued messages survive a restart).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(&mut child);
         }
     }
 

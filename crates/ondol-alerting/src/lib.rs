@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use config::AlertingConfig;
-pub use delivery::{Delivery, MqttOut, Webhook};
+pub use delivery::{Delivery, ExternalBroker, MqttOut, Webhook};
 pub use engine::{Engine, EngineStats, OutageSource, RosterChanges};
 pub use error::AlertingError;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ondol_alerting::{Delivery, Engine, Input, MqttOut, OutageSource, Webhook};
+use ondol_alerting::{Delivery, Engine, ExternalBroker, Input, MqttOut, OutageSource, Webhook};
 use ondol_broker::Router;
 use ondol_ingest::{BrokerTarget, Committed, IngestStats, RosterIndex};
 use ondol_model::condition::{OutageCause, SystemOutage};
@@ -95,24 +95,22 @@ pub async fn start(
                 .context("alerting cannot open a link to the embedded broker")?;
             Some(MqttOut::embedded(link.tx, link.rx, delivery_stop.clone()))
         }
-        (
-            BrokerTarget::External {
-                host,
-                port,
-                tls: false,
-            },
-            _,
-        ) => Some(MqttOut::external(
-            host,
-            *port,
-            "ondol-alerts",
-            delivery_stop.clone(),
-        )),
-        (BrokerTarget::External { tls: true, .. }, _) => {
-            tracing::warn!(
-                "alert notifications over an mqtts:// broker are not supported yet: MQTT alert delivery is off; webhooks still deliver"
-            );
-            None
+        (BrokerTarget::External { host, port, tls }, _) => {
+            // Ingest's credentials and TLS settings: one identity towards
+            // the broker, so one ACL entry covers receipts and alerts.
+            let broker = ExternalBroker {
+                host: host.clone(),
+                port: *port,
+                client_id: format!("{}-alerts", config.ingest.client_id),
+                credentials: crate::server::broker_credentials(config)?
+                    .map(|c| (c.username, c.password)),
+                tls: if *tls {
+                    Some(Arc::new(crate::server::broker_tls(config)?))
+                } else {
+                    None
+                },
+            };
+            Some(MqttOut::external(broker, delivery_stop.clone()))
         }
         (BrokerTarget::Embedded, None) => None,
     };

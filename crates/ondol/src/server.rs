@@ -432,7 +432,7 @@ struct DeviceListener {
 }
 
 /// Username and password towards an external broker, if configured.
-fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
+pub(crate) fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
     let ingest = &config.ingest;
     if ingest.username.is_empty() {
         return Ok(None);
@@ -451,7 +451,7 @@ fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
 
 /// The TLS client configuration for an `mqtts://` broker, from the PEM
 /// files named by `ingest.tls_*`.
-fn broker_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn broker_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
     let ingest = &config.ingest;
     let read = |key: &str, path: &str| {
         std::fs::read(path).with_context(|| format!("cannot read {path} (key ingest.{key})"))
