@@ -7,7 +7,8 @@
 //! is retried and reaches a supervisor's app once when the broker is back.
 //!
 //! Also: alert notifications over `mqtts://` with ingest's TLS settings,
-//! counted delivered on the broker's PUBACK.
+//! counted delivered on the broker's PUBACK; and roster changes followed
+//! without an embedded broker.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -257,6 +258,27 @@ async fn alert_notifications_reach_an_mqtts_broker_with_ingest_tls_settings() {
             )
             .unwrap();
         (delivered == 1).then_some(())
+    })
+    .await;
+
+    // Without an embedded broker, roster changes are still followed.
+    let writer = rusqlite::Connection::open(&db).unwrap();
+    writer.busy_timeout(Duration::from_secs(10)).unwrap();
+    writer
+        .execute(
+            "INSERT INTO residents (id, name, timezone, region, enrolled_from, caseworker) \
+             VALUES ('r-new', 'Test Resident New', 'Asia/Seoul', 'gangjin', '2026-01-01', 'cw-o')",
+            [],
+        )
+        .unwrap();
+    eventually("alerting to follow the roster change", || {
+        ondol
+            .log()
+            .lines()
+            .any(|l| {
+                l.contains("alerting follows a roster change") && l.contains("residents_added: 1")
+            })
+            .then_some(())
     })
     .await;
     ondol.terminate();

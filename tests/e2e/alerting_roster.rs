@@ -24,7 +24,13 @@ async fn a_resident_enrolled_while_running_is_watched_at_once() {
     )
     .unwrap();
     eventually("alerting to follow the change", || {
-        server.log().contains("residents_added: 1").then_some(())
+        server
+            .log()
+            .lines()
+            .any(|l| {
+                l.contains("alerting follows a roster change") && l.contains("residents_added: 1")
+            })
+            .then_some(())
     })
     .await;
     let (cause, topic): (String, String) = eventually("the new resident's inactivity alert", || {

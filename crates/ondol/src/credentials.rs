@@ -306,7 +306,8 @@ pub fn import_roster_secrets(
 /// or a resident changed through the admin API, is known without a restart).
 pub async fn follow_store(
     source: AccessSource,
-    gate: Gate,
+    // `None` without an embedded broker: only the roster is republished.
+    gate: Option<Gate>,
     verifier: Arc<Verifier>,
     roster_updates: watch::Sender<Arc<RosterIndex>>,
     mut last: Vec<DeviceCredentialRow>,
@@ -378,7 +379,9 @@ pub async fn follow_store(
             last = rows;
             continue;
         };
-        gate.update(source.build(&roster, &rows));
+        if let Some(gate) = &gate {
+            gate.update(source.build(&roster, &rows));
+        }
         verifier.forget_except(&rows);
         roster_updates.send_replace(Arc::new(RosterIndex::new(&roster)));
         if credentials_changed {

@@ -177,6 +177,19 @@ pub async fn run(
 
     let mut device_port = None;
     let mut tls_front = None;
+    if router.is_none() {
+        // No embedded broker to guard, but ingest and alerting still
+        // follow roster changes made while running.
+        tokio::spawn(credentials::follow_store(
+            AccessSource::new(database.clone(), false, &roster, |_| None),
+            None,
+            Arc::new(Verifier::default()),
+            roster_updates.clone(),
+            credential_rows.clone(),
+            config.mqtt.access_reload_interval,
+            shutdown.clone(),
+        ));
+    }
     if let Some(router) = &router {
         let allow_anonymous = config.mqtt.allow_anonymous || options.demo;
         let listener = serve_devices(
@@ -405,7 +418,7 @@ async fn serve_devices(
     );
     tokio::spawn(credentials::follow_store(
         source,
-        gate.clone(),
+        Some(gate.clone()),
         verifier,
         access.roster_updates,
         access.credential_rows,
