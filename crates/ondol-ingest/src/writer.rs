@@ -271,3 +271,77 @@ fn receipt_for(answer: &PendingAnswer, inserted: &[bool]) -> Receipt {
     }
     receipt
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use ondol_model::condition::OutageCause;
+    use ondol_model::reading::{ReadingType, ReadingValue};
+    use ondol_model::{DeviceId, Reading, ResidentId};
+    use ondol_store::{NewReading, StoreError, TimeseriesSink};
+
+    use super::*;
+
+    /// A sink that refuses every write while `failing` is set, like a
+    /// store whose disk is gone.
+    #[derive(Debug)]
+    struct Refusing(Arc<AtomicBool>);
+
+    impl TimeseriesSink for Refusing {
+        fn write(
+            &mut self,
+            _tx: &rusqlite::Transaction<'_>,
+            readings: &[NewReading],
+        ) -> Result<Vec<bool>, StoreError> {
+            if self.0.load(Ordering::SeqCst) {
+                return Err(StoreError::Sink {
+                    detail: "refused".into(),
+                    retryable: false,
+                });
+            }
+            Ok(vec![true; readings.len()])
+        }
+    }
+
+    fn one_reading() -> Batch {
+        let ts = jiff::Timestamp::from_second(1_800_000_000).expect("valid");
+        let local = ts.to_zoned(jiff::tz::TimeZone::UTC);
+        Batch {
+            readings: vec![NewReading {
+                device_id: DeviceId::new("gw-1").expect("id"),
+                resident_id: ResidentId::new("r-1").expect("id"),
+                reading: Reading {
+                    reading_type: ReadingType::Steps,
+                    value: ReadingValue::Number(10.0),
+                    sensor: None,
+                    ts,
+                },
+                received_at: ts,
+                local_date: local.date(),
+                local_hour: 0,
+                checkin_in_window: false,
+                counts_as_activity: true,
+            }],
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn a_failing_commit_raises_store_unwritable_and_the_next_success_clears_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let failing = Arc::new(AtomicBool::new(true));
+        let mut store = Store::open_with_sink(
+            &dir.path().join("ondol.db"),
+            Box::new(Refusing(failing.clone())),
+        )
+        .expect("store");
+        let stats = IngestStats::default();
+        assert!(commit(&mut store, &one_reading(), &stats).is_none());
+        let outage = stats.store.get().expect("raised");
+        assert_eq!(outage.cause, OutageCause::StoreUnwritable);
+        failing.store(false, Ordering::SeqCst);
+        assert!(commit(&mut store, &one_reading(), &stats).is_some());
+        assert_eq!(stats.store.get(), None);
+    }
+}
