@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod alerting;
+mod alerting_outage;
+mod alerting_roster;
 mod audit;
 mod cli;
 mod compose;

@@ -411,3 +411,43 @@ pub fn base_config(mqtt_port: u16, data_dir: &Path, roster: &Path) -> String {
         "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n# Test devices connect without secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data_dir:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n"
     )
 }
+
+impl Mosquitto {
+    /// Like [`start`](Self::start), for tests that stop and restart it:
+    /// run as root, Mosquitto otherwise drops to its own user, which cannot
+    /// write its persistence file into our temp dir (as any other user it
+    /// keeps running as that user).
+    pub async fn start_restartable() -> Option<Mosquitto> {
+        Self::start_with("user root\n").await
+    }
+
+    /// Stops the broker (SIGTERM: it saves its persistence file, so
+    /// persistent sessions and their queued messages survive a restart).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+    }
+
+    /// Starts it again on the same port with the same config and
+    /// persistence directory, and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "mosquitto is running");
+        let binary = find_server("mosquitto", "mosquitto").expect("mosquitto was found before");
+        let config = self.dir.path().join("mosquitto.conf");
+        self.child = Some(spawn_logged(
+            &binary,
+            &["-c", config.to_str().expect("utf-8 path")],
+            &self.dir.path().join("mosquitto.log"),
+        ));
+        let deadline = Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not restart:\n{}",
+                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Delivering the notification outbox: MQTT (the embedded broker's
-//! in-process link or an external broker) and a signed webhook, each
+//! in-process link or an external broker, where a notification counts as
+//! delivered on the broker's PUBACK) and a signed webhook, each
 //! notification retried with exponential backoff until it is delivered or
 //! too old.
 //!
@@ -12,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use jiff::{SignedDuration, Timestamp};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
 use sha2::Sha256;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use ondol_model::Clock;
@@ -43,8 +44,8 @@ pub enum MqttOut {
     /// The embedded broker's in-process link (QoS 0 into the router; each
     /// subscriber's own QoS applies on the way out).
     Embedded(Arc<Mutex<LinkTx>>),
-    /// A client of an external broker (QoS 1).
-    External(AsyncClient),
+    /// A client of an external broker (QoS 1, delivered on PUBACK).
+    External(ExternalPublisher),
 }
 
 impl std::fmt::Debug for MqttOut {
@@ -83,44 +84,11 @@ impl MqttOut {
         MqttOut::Embedded(Arc::new(Mutex::new(tx)))
     }
 
-    /// Connects to an external broker with a stable client id and a
-    /// persistent session, reconnecting with jittered backoff.
-    pub fn external(
-        host: &str,
-        port: u16,
-        client_id: &str,
-        shutdown: CancellationToken,
-    ) -> MqttOut {
-        let mut options = MqttOptions::new(client_id, host, port);
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_clean_session(false);
-        let (client, mut eventloop) = AsyncClient::new(options, 1000);
-        let task_client = client.clone();
-        tokio::spawn(async move {
-            let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-            loop {
-                let event = tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        let _ = task_client.try_disconnect();
-                        return;
-                    }
-                    event = eventloop.poll() => event,
-                };
-                match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => backoff.reset(),
-                    Ok(_) => {}
-                    Err(error) => {
-                        let wait = backoff.next_delay(rand::random::<f64>());
-                        tracing::warn!(error = %error, retry_in = ?wait, "alert publisher cannot reach the external broker");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                }
-            }
-        });
-        MqttOut::External(client)
+    /// Connects to an external broker (TCP, or TLS with `tls`), reconnecting
+    /// with jittered backoff. A notification counts as delivered only when
+    /// the broker's PUBACK for it arrives (see [`ExternalPublisher`]).
+    pub fn external(broker: ExternalBroker, shutdown: CancellationToken) -> MqttOut {
+        MqttOut::External(ExternalPublisher::start(broker, shutdown))
     }
 
     async fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), String> {
@@ -137,10 +105,177 @@ impl MqttOut {
                 .await
                 .map_err(|e| e.to_string())?
             }
-            MqttOut::External(client) => client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .map_err(|e| e.to_string()),
+            MqttOut::External(publisher) => publisher.publish(topic, payload).await,
+        }
+    }
+}
+
+/// Where and how to reach an external broker.
+#[derive(Clone)]
+pub struct ExternalBroker {
+    pub host: String,
+    pub port: u16,
+    /// Stable, and distinct from ingest's.
+    pub client_id: String,
+    /// Username and password, if the broker wants them.
+    pub credentials: Option<(String, String)>,
+    /// `Some` for `mqtts://`: the same TLS client settings ingest uses.
+    pub tls: Option<Arc<rumqttc::tokio_rustls::rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for ExternalBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("ExternalBroker")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a published notification may wait for its PUBACK before the
+/// attempt counts as failed (and is retried with backoff).
+const PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A notification handed to the client, waiting for its PUBACK.
+struct Inflight {
+    /// The packet id the client gave it, once it went out.
+    pkid: Option<u16>,
+    acked: oneshot::Sender<()>,
+}
+
+/// Alert notifications to an external broker, each counted delivered only
+/// once the broker acknowledged it (PUBACK, QoS 1).
+///
+/// - While disconnected, an attempt fails at once: nothing waits in the
+///   client's memory, the durable outbox retries it later.
+/// - One notification is in flight at a time (the outbox delivers in
+///   order), so the PUBACK is matched by the packet id the client assigned.
+/// - Clean session: a publish lost with a connection is not resent by the
+///   client after the reconnect (the outbox already retries it), so a
+///   receiver does not get it twice for that reason. Delivery stays at
+///   least once: a PUBACK lost on the way back means a resend, which
+///   receivers drop by its idempotency key.
+#[derive(Clone)]
+pub struct ExternalPublisher {
+    client: AsyncClient,
+    connected: watch::Receiver<bool>,
+    inflight: Arc<Mutex<Option<Inflight>>>,
+}
+
+impl std::fmt::Debug for ExternalPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalPublisher")
+            .field("connected", &*self.connected.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExternalPublisher {
+    fn start(broker: ExternalBroker, shutdown: CancellationToken) -> ExternalPublisher {
+        let mut options = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(true);
+        if let Some((username, password)) = &broker.credentials {
+            options.set_credentials(username, password);
+        }
+        if let Some(tls) = &broker.tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        let (connected_tx, connected) = watch::channel(false);
+        let inflight: Arc<Mutex<Option<Inflight>>> = Arc::default();
+        let task_inflight = inflight.clone();
+        let task_client = client.clone();
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+            loop {
+                let event = tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        let _ = task_client.try_disconnect();
+                        return;
+                    }
+                    event = eventloop.poll() => event,
+                };
+                let lock = || task_inflight.lock().unwrap_or_else(PoisonError::into_inner);
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff.reset();
+                        connected_tx.send_replace(true);
+                        tracing::info!("alert publisher connected to the external broker");
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        if let Some(inflight) = lock().as_mut()
+                            && inflight.pkid.is_none()
+                        {
+                            inflight.pkid = Some(pkid);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        let mut inflight = lock();
+                        if inflight.as_ref().is_some_and(|i| i.pkid == Some(ack.pkid))
+                            && let Some(done) = inflight.take()
+                        {
+                            let _ = done.acked.send(());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        connected_tx.send_replace(false);
+                        // Its waiter learns the connection is gone.
+                        lock().take();
+                        let wait = backoff.next_delay(rand::random::<f64>());
+                        tracing::warn!(error = %error, retry_in = ?wait, "alert publisher cannot reach the external broker");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
+            }
+        });
+        ExternalPublisher {
+            client,
+            connected,
+            inflight,
+        }
+    }
+
+    /// Publishes one notification (QoS 1) and waits for the broker's PUBACK.
+    pub async fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), String> {
+        if !*self.connected.borrow() {
+            return Err("the external broker is not connected".into());
+        }
+        let (acked, puback) = oneshot::channel();
+        *self.inflight.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Inflight { pkid: None, acked });
+        if let Err(error) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            self.inflight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            return Err(error.to_string());
+        }
+        match tokio::time::timeout(PUBACK_TIMEOUT, puback).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("the connection to the broker was lost before its PUBACK".into()),
+            Err(_) => {
+                self.inflight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                Err(format!(
+                    "no PUBACK from the broker within {PUBACK_TIMEOUT:?}"
+                ))
+            }
         }
     }
 }

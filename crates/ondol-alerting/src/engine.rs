@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use ondol_model::alert::{AlertStatus, Outcome, Rule, Severity};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
-use ondol_model::roster::{Resident, StaffRole};
+use ondol_model::roster::{Resident, Roster, StaffRole};
 use ondol_model::{Clock, DeviceId, ResidentId, StaffId};
 use ondol_store::alerts::{AlertRow, AlertUpdate, NewAlert, Raised, SYSTEM_ACTOR};
 use ondol_store::{NewReading, StatusUpdate, Store};
@@ -37,13 +37,22 @@ use crate::error::AlertingError;
 use crate::notification::{self, Audience};
 use crate::schedule;
 
-/// Why Ondol itself cannot see: each source of an outage.
+/// Why Ondol itself cannot see (or keep) what devices send: each source
+/// of an outage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OutageSource {
-    /// The MQTT broker does not answer.
+    /// The MQTT broker does not answer (the embedded router's probe, or
+    /// ingest cannot reconnect to the external broker).
     Broker,
     /// A large share of devices went silent together.
     MassSilence,
+    /// No device message at all arrived for a while (ingest's watchdog).
+    NoMessages,
+    /// The operational store refuses ingest's commits.
+    Store,
+    /// The external time-series sink (InfluxDB) refuses or does not answer;
+    /// readings are spooled on disk and still reach alerting.
+    Timeseries,
 }
 
 impl OutageSource {
@@ -51,7 +60,19 @@ impl OutageSource {
         match self {
             OutageSource::Broker => "broker_unreachable",
             OutageSource::MassSilence => "mass_silence",
+            OutageSource::NoMessages => "no_messages",
+            OutageSource::Store => "store_unwritable",
+            OutageSource::Timeseries => "timeseries_unreachable",
         }
+    }
+
+    /// Whether this outage hides residents from alerting, so that alerts
+    /// caused by missing data must be held. A time-series sink outage does
+    /// not: readings are still committed to the store (and spooled for the
+    /// sink), so alerting sees everything and holding would only delay
+    /// real alerts. Supervisors are told either way.
+    pub fn hides_residents(self) -> bool {
+        !matches!(self, OutageSource::Timeseries)
     }
 }
 
@@ -96,6 +117,9 @@ struct ResidentState {
     checkin_evaluated: Option<Date>,
     /// The day whose check-in deadline is scheduled.
     checkin_day: Option<Date>,
+    /// Taken off the roster while running: no timers; kept so that its
+    /// open alerts still reach the right staff until they are resolved.
+    removed: bool,
 }
 
 #[derive(Debug)]
@@ -127,6 +151,8 @@ pub struct Engine {
     webhook: bool,
     residents: Vec<ResidentState>,
     resident_index: HashMap<ResidentId, u32>,
+    /// Residents taken off the roster while running (for their open alerts).
+    removed_index: HashMap<ResidentId, u32>,
     devices: Vec<DeviceState>,
     device_index: HashMap<DeviceId, u32>,
     /// Supervisors with the region they oversee (`None`: every region).
@@ -187,6 +213,89 @@ fn device_subject(id: &DeviceId) -> String {
 
 const SYSTEM_SUBJECT: &str = "system";
 
+/// Supervisors with the region they oversee (`None`: every region).
+fn supervisors_of_roster(roster: &Roster) -> Vec<(Option<String>, StaffId)> {
+    roster
+        .staff
+        .iter()
+        .filter(|s| s.role == StaffRole::Supervisor)
+        .map(|s| (s.region.clone(), s.id.clone()))
+        .collect()
+}
+
+/// The vital bands of `config`, keyed by resident index (`None`: everyone).
+fn build_bands(
+    config: &AlertingConfig,
+    resident_index: &HashMap<ResidentId, u32>,
+) -> HashMap<(Option<u32>, ReadingType), Band> {
+    let mut bands = HashMap::new();
+    for band in &config.vital_bands {
+        let Some(kind) = crate::config::vital_type(&band.reading_type) else {
+            continue;
+        };
+        let who = match &band.resident {
+            None => None,
+            Some(id) => match id
+                .parse::<ResidentId>()
+                .ok()
+                .and_then(|id| resident_index.get(&id))
+            {
+                Some(&r) => Some(r),
+                None => {
+                    tracing::warn!(resident = %id, "a vital band names a resident who is not on the roster; ignored");
+                    continue;
+                }
+            },
+        };
+        bands.insert(
+            (who, kind),
+            Band {
+                min: band.min,
+                max: band.max,
+                consecutive: band.consecutive.max(1),
+            },
+        );
+    }
+    bands
+}
+
+/// Whether a change from `old` to `new` matters to the rules (the name
+/// does not).
+fn same_for_rules(old: &Resident, new: &Resident) -> bool {
+    old.timezone_name == new.timezone_name
+        && old.region == new.region
+        && old.enrolled_from == new.enrolled_from
+        && old.enrolled_until == new.enrolled_until
+        && old.caseworker == new.caseworker
+        && old.checkin == new.checkin
+        && old.away == new.away
+}
+
+/// Whether the resident's enrolment is over at `now` (for good: the
+/// rules have nothing left to watch).
+fn enrolment_over(resident: &Resident, now: Timestamp) -> bool {
+    resident
+        .enrolled_until
+        .is_some_and(|until| schedule::local_date(now, &resident.timezone) > until)
+}
+
+/// What a roster change did, for the log and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RosterChanges {
+    pub residents_added: usize,
+    pub residents_changed: usize,
+    pub residents_removed: usize,
+    pub devices_added: usize,
+    pub devices_moved: usize,
+    pub devices_removed: usize,
+}
+
+impl RosterChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == RosterChanges::default()
+    }
+}
+
 impl Engine {
     /// Loads the roster, activity, device state and unresolved alerts from
     /// `store` and schedules every deadline. Everything missing-data related
@@ -200,6 +309,7 @@ impl Engine {
     ) -> Result<Engine, AlertingError> {
         let now = clock.now();
         let roster = store.load_roster()?;
+        let supervisors = supervisors_of_roster(&roster);
         let watch: HashMap<String, (Timestamp, Option<Date>)> = store
             .watch_states()?
             .into_iter()
@@ -227,6 +337,7 @@ impl Engine {
                 last_activity: None,
                 checkin_evaluated: evaluated,
                 checkin_day: None,
+                removed: false,
             });
         }
         for row in store.all_resident_activity()? {
@@ -283,41 +394,7 @@ impl Engine {
             new_subjects.iter().map(|s| (s.as_str(), now)).collect();
         store.start_watching(&subjects)?;
 
-        let supervisors = roster
-            .staff
-            .iter()
-            .filter(|s| s.role == StaffRole::Supervisor)
-            .map(|s| (s.region.clone(), s.id.clone()))
-            .collect();
-
-        let mut bands = HashMap::new();
-        for band in &config.vital_bands {
-            let Some(kind) = crate::config::vital_type(&band.reading_type) else {
-                continue;
-            };
-            let who = match &band.resident {
-                None => None,
-                Some(id) => match id
-                    .parse::<ResidentId>()
-                    .ok()
-                    .and_then(|id| resident_index.get(&id))
-                {
-                    Some(&r) => Some(r),
-                    None => {
-                        tracing::warn!(resident = %id, "a vital band names a resident who is not on the roster; ignored");
-                        continue;
-                    }
-                },
-            };
-            bands.insert(
-                (who, kind),
-                Band {
-                    min: band.min,
-                    max: band.max,
-                    consecutive: band.consecutive.max(1),
-                },
-            );
-        }
+        let bands = build_bands(&config, &resident_index);
 
         let watched_devices = devices.len();
         let mut engine = Engine {
@@ -327,6 +404,7 @@ impl Engine {
             webhook,
             residents,
             resident_index,
+            removed_index: HashMap::new(),
             devices,
             device_index,
             supervisors,
@@ -398,7 +476,12 @@ impl Engine {
     }
 
     fn holding_at(&self, now: Timestamp) -> bool {
-        !self.outages.is_empty() || self.hold_until.is_some_and(|until| now < until)
+        self.blind() || self.hold_until.is_some_and(|until| now < until)
+    }
+
+    /// Whether an outage that hides residents is going on.
+    fn blind(&self) -> bool {
+        self.outages.iter().any(|source| source.hides_residents())
     }
 
     /// The store, for reads (tests, the benchmark).
@@ -467,14 +550,14 @@ impl Engine {
     }
 
     fn end_hold(&mut self, now: Timestamp) -> Result<(), AlertingError> {
-        if !self.outages.is_empty() {
-            return Ok(());
-        }
-        if self.hold_until.is_some_and(|until| now < until) {
+        if self.holding_at(now) {
             return Ok(());
         }
         self.hold_until = None;
-        if let Some(id) = self.outage_alert.take() {
+        // The system alert ends with the last outage (and its grace).
+        if self.outages.is_empty()
+            && let Some(id) = self.outage_alert.take()
+        {
             self.resolve_if_open(id, now)?;
         }
         let parked = std::mem::take(&mut self.parked);
@@ -570,6 +653,195 @@ impl Engine {
         } else {
             self.end_outage(source, now)
         }
+    }
+
+    /// Follows a change of the roster made while running (the admin API,
+    /// the CLI, an import), with these semantics:
+    ///
+    /// - A resident who joins is watched from now: inactivity and each
+    ///   device's silence count from now, and the first check-in deadline is
+    ///   that of the first whole window from now on (a window already open
+    ///   when the enrolment arrives is not expected, so nobody is paged a
+    ///   minute after being enrolled).
+    /// - A resident who leaves the roster, or whose enrolment is over, has
+    ///   no more timers; their open alerts stay (and still escalate) until
+    ///   staff resolve them.
+    /// - A changed resident (away periods, window, enrolment, caseworker,
+    ///   region) is rescheduled; rules read the current record when they
+    ///   fire, so a new away period suspends them at once and later
+    ///   notifications go to the new caseworker. Deadlines held during an
+    ///   outage stay held.
+    /// - Devices follow their active binding now: new ones are watched from
+    ///   now, removed, revoked or unbound ones stop being watched.
+    pub fn apply_roster(&mut self, roster: &Roster) -> Result<RosterChanges, AlertingError> {
+        let now = self.clock.now();
+        let mut changes = RosterChanges::default();
+        let mut rewatch: Vec<String> = Vec::new();
+        self.supervisors = supervisors_of_roster(roster);
+
+        let present: std::collections::HashSet<&ResidentId> =
+            roster.residents.iter().map(|r| &r.id).collect();
+        let gone: Vec<(ResidentId, u32)> = self
+            .resident_index
+            .iter()
+            .filter(|(id, _)| !present.contains(id))
+            .map(|(id, &r)| (id.clone(), r))
+            .collect();
+        for (id, r) in gone {
+            self.resident_index.remove(&id);
+            self.removed_index.insert(id, r);
+            if let Some(state) = self.residents.get_mut(r as usize) {
+                state.removed = true;
+            }
+            self.schedule_checkin(r);
+            self.schedule(Timer::Inactivity(r), None);
+            changes.residents_removed += 1;
+        }
+        for resident in &roster.residents {
+            match self.resident_index.get(&resident.id).copied() {
+                Some(r) => {
+                    let Some(state) = self.residents.get_mut(r as usize) else {
+                        continue;
+                    };
+                    if same_for_rules(&state.resident, resident) {
+                        continue;
+                    }
+                    state.resident = resident.clone();
+                    changes.residents_changed += 1;
+                    // A parked deadline is evaluated when the hold ends,
+                    // against the record as it is then.
+                    if !self.parked.contains(&Timer::Checkin(r)) {
+                        self.schedule_checkin(r);
+                    }
+                    if !self.parked.contains(&Timer::Inactivity(r)) {
+                        self.schedule_inactivity(r, now, true);
+                    }
+                }
+                None => {
+                    self.add_resident(resident.clone(), now);
+                    rewatch.push(resident_subject(&resident.id));
+                    changes.residents_added += 1;
+                }
+            }
+        }
+
+        // Devices: where each active device is bound now.
+        let mut wanted: HashMap<&DeviceId, u32> = HashMap::new();
+        for device in roster.devices.iter().filter(|d| d.active) {
+            if let Some(&r) = device
+                .resident_at(now)
+                .and_then(|id| self.resident_index.get(id))
+            {
+                wanted.insert(&device.id, r);
+            }
+        }
+        let gone: Vec<(DeviceId, u32)> = self
+            .device_index
+            .iter()
+            .filter(|(id, _)| !wanted.contains_key(id))
+            .map(|(id, &d)| (id.clone(), d))
+            .collect();
+        for (id, d) in gone {
+            self.device_index.remove(&id);
+            self.detach_device(d);
+            changes.devices_removed += 1;
+        }
+        for (id, r) in wanted {
+            match self.device_index.get(id).copied() {
+                Some(d) => {
+                    let bound = self.devices.get(d as usize).and_then(|dev| dev.resident);
+                    if bound != Some(r) {
+                        self.detach_device(d);
+                        self.attach_device(d, r);
+                        self.schedule_device(d);
+                        changes.devices_moved += 1;
+                    }
+                }
+                None => {
+                    let d = u32::try_from(self.devices.len()).unwrap_or(u32::MAX);
+                    self.devices.push(DeviceState {
+                        id: id.clone(),
+                        resident: None,
+                        since: now,
+                        last_heard: None,
+                        silent_since: None,
+                        silent_cause: "silent",
+                    });
+                    self.device_index.insert(id.clone(), d);
+                    self.attach_device(d, r);
+                    self.schedule_device(d);
+                    rewatch.push(device_subject(id));
+                    changes.devices_added += 1;
+                }
+            }
+        }
+        self.watched_devices = self.device_index.len();
+        self.bands = build_bands(&self.config, &self.resident_index);
+
+        let subjects: Vec<(&str, Timestamp)> = rewatch.iter().map(|s| (s.as_str(), now)).collect();
+        self.store.restart_watching(&subjects)?;
+        self.record_evaluations()?;
+        if !changes.is_empty() {
+            tracing::info!(changes = ?changes, stats = ?self.stats(), "alerting follows a roster change");
+        }
+        Ok(changes)
+    }
+
+    /// Watches a resident who joined the roster while running (see
+    /// [`apply_roster`](Self::apply_roster)).
+    fn add_resident(&mut self, resident: Resident, now: Timestamp) {
+        let r = u32::try_from(self.residents.len()).unwrap_or(u32::MAX);
+        let today = schedule::local_date(now, &resident.timezone);
+        // A window already open is not expected: evaluated as done.
+        let skip_today = schedule::enrolled_on(&resident, today)
+            && schedule::checkin_window(&resident, today)
+                .is_some_and(|(start, end)| start < now && now < end);
+        let subject = resident_subject(&resident.id);
+        if skip_today {
+            self.evaluated.push((subject, today));
+        }
+        self.removed_index.remove(&resident.id);
+        self.resident_index.insert(resident.id.clone(), r);
+        self.residents.push(ResidentState {
+            resident,
+            devices: Vec::new(),
+            since: now,
+            last_activity: None,
+            checkin_evaluated: skip_today.then_some(today),
+            checkin_day: None,
+            removed: false,
+        });
+        self.schedule_checkin(r);
+        self.schedule_inactivity(r, now, false);
+    }
+
+    fn attach_device(&mut self, d: u32, r: u32) {
+        if let Some(device) = self.devices.get_mut(d as usize) {
+            device.resident = Some(r);
+        }
+        if let Some(state) = self.residents.get_mut(r as usize)
+            && !state.devices.contains(&d)
+        {
+            state.devices.push(d);
+        }
+    }
+
+    /// Stops watching a device (removed, revoked, unbound or moving).
+    fn detach_device(&mut self, d: u32) {
+        let Some(device) = self.devices.get_mut(d as usize) else {
+            return;
+        };
+        let was_silent = device.silent_since.take().is_some();
+        if let Some(r) = device.resident.take()
+            && let Some(state) = self.residents.get_mut(r as usize)
+        {
+            state.devices.retain(|&x| x != d);
+        }
+        if was_silent {
+            self.silent_devices = self.silent_devices.saturating_sub(1);
+        }
+        self.schedule(Timer::DeviceSilent(d), None);
+        self.schedule(Timer::DeviceConfirm(d), None);
     }
 
     fn help_request(
@@ -905,11 +1177,20 @@ impl Engine {
 
     fn start_outage(&mut self, source: OutageSource, now: Timestamp) -> Result<(), AlertingError> {
         let first = self.outages.is_empty();
-        self.outages.insert(source);
-        tracing::error!(
-            source = source.as_str(),
-            "system outage: alerts caused by missing data are held"
-        );
+        if !self.outages.insert(source) {
+            return Ok(());
+        }
+        if source.hides_residents() {
+            tracing::error!(
+                source = source.as_str(),
+                "system outage: alerts caused by missing data are held"
+            );
+        } else {
+            tracing::error!(
+                source = source.as_str(),
+                "system outage: alerting still sees device data; nothing is held"
+            );
+        }
         if first && self.outage_alert.is_none() {
             let new = NewAlert {
                 rule: Rule::SystemOutage,
@@ -943,11 +1224,17 @@ impl Engine {
         if source == OutageSource::MassSilence {
             self.recent_silences.clear();
         }
-        if self.outages.is_empty() {
+        if source.hides_residents() && !self.blind() {
+            // Late data is still arriving (devices resend): the grace
+            // period starts now, whatever else is still down.
             tracing::info!(source = source.as_str(), grace = ?self.config.grace, "system outage over; holding alerts for the grace period");
             let until = after(now, self.config.grace);
             self.hold_until = Some(until);
             self.schedule(Timer::HoldEnd, Some(until));
+        } else if self.outages.is_empty() {
+            tracing::info!(source = source.as_str(), "system outage over");
+            let at = self.hold_until.filter(|until| *until > now).unwrap_or(now);
+            self.schedule(Timer::HoldEnd, Some(at));
         }
         Ok(())
     }
@@ -1006,12 +1293,7 @@ impl Engine {
         note: Option<String>,
         now: Timestamp,
     ) -> Result<(), AlertingError> {
-        let audience = match alert
-            .resident_id
-            .as_ref()
-            .and_then(|id| self.resident_index.get(id))
-            .and_then(|&r| self.residents.get(r as usize))
-        {
+        let audience = match alert.resident_id.as_ref().and_then(|id| self.state_of(id)) {
             Some(state) => self.first_audience(&state.resident),
             None => Audience::System,
         };
@@ -1069,13 +1351,17 @@ impl Engine {
         }
     }
 
-    fn escalation_audience(&self, alert: &AlertRow) -> Audience {
-        let Some(state) = alert
-            .resident_id
-            .as_ref()
-            .and_then(|id| self.resident_index.get(id))
+    /// A resident's state, also after they left the roster (their open
+    /// alerts still go to the staff who were responsible).
+    fn state_of(&self, id: &ResidentId) -> Option<&ResidentState> {
+        self.resident_index
+            .get(id)
+            .or_else(|| self.removed_index.get(id))
             .and_then(|&r| self.residents.get(r as usize))
-        else {
+    }
+
+    fn escalation_audience(&self, alert: &AlertRow) -> Audience {
+        let Some(state) = alert.resident_id.as_ref().and_then(|id| self.state_of(id)) else {
             return Audience::System;
         };
         let mut to = self.supervisors_of(&state.resident.region);
@@ -1129,7 +1415,11 @@ impl Engine {
         let Some(state) = self.residents.get_mut(r as usize) else {
             return;
         };
-        let next = schedule::next_checkin(&state.resident, state.since, state.checkin_evaluated);
+        let next = if state.removed {
+            None
+        } else {
+            schedule::next_checkin(&state.resident, state.since, state.checkin_evaluated)
+        };
         state.checkin_day = next.map(|(day, _)| day);
         self.schedule(Timer::Checkin(r), next.map(|(_, at)| at));
     }
@@ -1141,6 +1431,10 @@ impl Engine {
         let Some(state) = self.residents.get(r as usize) else {
             return;
         };
+        if state.removed || enrolment_over(&state.resident, now) {
+            self.schedule(Timer::Inactivity(r), None);
+            return;
+        }
         let base = self.inactivity_base(state, now);
         let next = self
             .config
@@ -1157,6 +1451,10 @@ impl Engine {
         let Some(device) = self.devices.get(d as usize) else {
             return;
         };
+        if device.resident.is_none() {
+            self.schedule(Timer::DeviceSilent(d), None);
+            return;
+        }
         let from = device
             .last_heard
             .map_or(device.since, |heard| heard.max(device.since));

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! ingest ──(binary bridges Committed)──▶ Input ──▶ Engine ──▶ store: alerts,
-//! broker probe ─────────────────────────▶        (timers)     transitions,
+//! conditions, broker probe ─────────────▶        (timers)     transitions,
+//! roster changes ───────────────────────▶
 //!                                                              outbox ──▶ Delivery ──▶ MQTT, webhook
 //! ```
 //!
@@ -35,8 +36,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use config::AlertingConfig;
-pub use delivery::{Delivery, MqttOut, Webhook};
-pub use engine::{Engine, EngineStats, OutageSource};
+pub use delivery::{Delivery, ExternalBroker, MqttOut, Webhook};
+pub use engine::{Engine, EngineStats, OutageSource, RosterChanges};
 pub use error::AlertingError;
 
 /// What alerting is told.
@@ -49,6 +50,8 @@ pub enum Input {
     },
     /// One of our own parts stopped or started answering.
     Outage { source: OutageSource, down: bool },
+    /// The roster as it is now in the store (it changed while running).
+    Roster(Arc<ondol_model::roster::Roster>),
 }
 
 /// The longest sleep between ticks (deadlines are re-read after it).
@@ -103,6 +106,7 @@ fn step(engine: &mut Engine, input: Option<Input>) {
             .on_statuses(&statuses)
             .and_then(|()| engine.on_readings(&readings)),
         Some(Input::Outage { source, down }) => engine.set_outage(source, down),
+        Some(Input::Roster(roster)) => engine.apply_roster(&roster).map(|_| ()),
         None => Ok(()),
     };
     if let Err(error) = result {

@@ -72,7 +72,8 @@ pub async fn run(
         Arc::new(ondol_model::SystemClock),
         shutdown.clone(),
     ));
-    let (source, receipts) = source::start(&config, link, inbound_tx, shutdown.clone());
+    let (source, receipts) =
+        source::start(&config, link, inbound_tx, stats.clone(), shutdown.clone());
     let processor = tokio::spawn(writer::process(
         config.clone(),
         inbound_rx,

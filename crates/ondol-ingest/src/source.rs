@@ -45,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::IngestConfig;
 use crate::judge::Inbound;
+use crate::telemetry::{self, IngestStats};
+use ondol_model::condition::OutageCause;
 
 /// How ingest reaches the broker.
 pub enum SourceLink {
@@ -444,6 +446,7 @@ pub(crate) fn start(
     config: &IngestConfig,
     link: SourceLink,
     inbound: mpsc::Sender<Inbound>,
+    stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> (JoinHandle<()>, ReceiptSink) {
     match link {
@@ -475,6 +478,7 @@ pub(crate) fn start(
                 filters,
                 epoch.clone(),
                 inbound,
+                stats,
                 shutdown,
             ));
             (
@@ -536,6 +540,7 @@ pub fn subscription_filters(share_group: &str) -> Vec<String> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn drain_external(
     broker: ExternalBroker,
     shared_client: Arc<RwLock<MqttClient>>,
@@ -543,8 +548,14 @@ async fn drain_external(
     filters: Vec<String>,
     epoch: Arc<AtomicU64>,
     inbound: mpsc::Sender<Inbound>,
+    stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) {
+    // A dropped connection that the next attempt restores is a blip; the
+    // broker is unreachable (a `system_outage`) once an attempt to
+    // (re)connect fails as well.
+    const FAILURES_BEFORE_OUTAGE: u32 = 2;
+    let mut failures = 0u32;
     let mut protocol = Protocol::V5;
     // Until a first CONNACK, a failed attempt tries the other protocol
     // version next (a 3.1.1-only broker closes an MQTT 5 CONNECT); after
@@ -583,6 +594,8 @@ async fn drain_external(
             Happened::ConnAck { session_present } => {
                 backoff.reset();
                 settled = true;
+                failures = 0;
+                telemetry::clear_condition(&stats.broker, OutageCause::BrokerUnreachable);
                 // A new connection: acks owed for the old one are void.
                 epoch.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(
@@ -617,6 +630,14 @@ async fn drain_external(
             Happened::Other => {}
             Happened::Failed(error) => {
                 epoch.fetch_add(1, Ordering::SeqCst);
+                failures = failures.saturating_add(1);
+                if failures >= FAILURES_BEFORE_OUTAGE {
+                    telemetry::raise_condition(
+                        &stats.broker,
+                        OutageCause::BrokerUnreachable,
+                        "ingest cannot connect to the external broker",
+                    );
+                }
                 let wait = backoff.next_delay(rand::random::<f64>());
                 tracing::warn!(error = %error, protocol = protocol.as_str(), retry_in = ?wait, "external broker connection failed");
                 tokio::select! {

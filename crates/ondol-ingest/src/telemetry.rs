@@ -28,6 +28,10 @@ pub struct IngestStats {
     pub rejected_by_reason: [AtomicU64; ReasonCode::ALL.len()],
     /// The watchdog's `system_outage` condition (no messages arriving).
     pub outage: ondol_model::condition::ConditionFlag,
+    /// The external broker cannot be reached (`broker_unreachable`).
+    pub broker: ondol_model::condition::ConditionFlag,
+    /// The store refuses commits (`store_unwritable`).
+    pub store: ondol_model::condition::ConditionFlag,
 }
 
 /// A copy of the totals at one moment.
@@ -119,5 +123,40 @@ impl std::fmt::Display for StatsSnapshot {
             self.statuses,
             self.receipts
         )
+    }
+}
+
+/// Raises a `system_outage` condition: logged at ERROR and set on the
+/// `ondol_system_outage{cause}` gauge once per outage, not on every check.
+pub(crate) fn raise_condition(
+    flag: &ondol_model::condition::ConditionFlag,
+    cause: ondol_model::condition::OutageCause,
+    detail: &str,
+) {
+    use ondol_model::condition::Transition;
+    if flag.raise(cause, jiff::Timestamp::now(), detail) == Transition::Raised {
+        metrics::gauge!(crate::watchdog::SYSTEM_OUTAGE, "cause" => cause.as_str()).set(1.0);
+        tracing::error!(
+            condition = "system_outage",
+            cause = cause.as_str(),
+            detail,
+            "ingest cannot do its job; alerting holds alerts caused by missing data"
+        );
+    }
+}
+
+/// Clears a condition raised with [`raise_condition`], if it is raised.
+pub(crate) fn clear_condition(
+    flag: &ondol_model::condition::ConditionFlag,
+    cause: ondol_model::condition::OutageCause,
+) {
+    use ondol_model::condition::Transition;
+    if flag.clear() == Transition::Cleared {
+        metrics::gauge!(crate::watchdog::SYSTEM_OUTAGE, "cause" => cause.as_str()).set(0.0);
+        tracing::info!(
+            condition = "system_outage",
+            cause = cause.as_str(),
+            "condition over"
+        );
     }
 }

@@ -142,7 +142,7 @@ pub(crate) fn write(
     stats: Arc<IngestStats>,
 ) {
     while let Some(pending) = batches.blocking_recv() {
-        let Some(inserted) = commit(&mut store, &pending.batch) else {
+        let Some(inserted) = commit(&mut store, &pending.batch, &stats) else {
             // Not committed: no receipt and no MQTT ack, so devices resend
             // (and an external broker redelivers after a reconnect); nothing
             // acknowledged is lost.
@@ -194,25 +194,47 @@ pub(crate) fn write(
     }
 }
 
+/// A transient commit failure that lasts through this many retries (about
+/// 6 s of backing off) makes the store unwritable (a `system_outage`); a
+/// lock held for a moment by another connection does not.
+const RETRIES_BEFORE_OUTAGE: u32 = 7;
+
 /// Commits with retries while the failure is transient. `None` means the
-/// batch could not be stored.
-fn commit(store: &mut Store, batch: &Batch) -> Option<Vec<bool>> {
+/// batch could not be stored. A failure that persists raises the store's
+/// `system_outage` condition; the next commit that succeeds clears it.
+fn commit(store: &mut Store, batch: &Batch, stats: &IngestStats) -> Option<Vec<bool>> {
+    use ondol_model::condition::OutageCause;
     let mut wait = Duration::from_millis(50);
+    let mut retries = 0u32;
     loop {
         let started = Instant::now();
         match store.commit_batch(batch) {
             Ok(outcome) => {
                 metrics::histogram!(telemetry::BATCH_COMMIT_SECONDS)
                     .record(started.elapsed().as_secs_f64());
+                telemetry::clear_condition(&stats.store, OutageCause::StoreUnwritable);
                 return Some(outcome.inserted);
             }
             Err(error) if error.is_retryable() => {
                 metrics::counter!(telemetry::STORE_ERRORS, "kind" => "transient").increment(1);
                 tracing::warn!(error = %error, retry_in = ?wait, "batch commit failed; retrying");
+                retries += 1;
+                if retries >= RETRIES_BEFORE_OUTAGE {
+                    telemetry::raise_condition(
+                        &stats.store,
+                        OutageCause::StoreUnwritable,
+                        "batch commits keep failing",
+                    );
+                }
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
             Err(error) => {
+                telemetry::raise_condition(
+                    &stats.store,
+                    OutageCause::StoreUnwritable,
+                    "a batch commit failed permanently",
+                );
                 metrics::counter!(telemetry::STORE_ERRORS, "kind" => "permanent").increment(1);
                 tracing::error!(
                     error = %error,
@@ -248,4 +270,78 @@ fn receipt_for(answer: &PendingAnswer, inserted: &[bool]) -> Receipt {
         }
     }
     receipt
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use ondol_model::condition::OutageCause;
+    use ondol_model::reading::{ReadingType, ReadingValue};
+    use ondol_model::{DeviceId, Reading, ResidentId};
+    use ondol_store::{NewReading, StoreError, TimeseriesSink};
+
+    use super::*;
+
+    /// A sink that refuses every write while `failing` is set, like a
+    /// store whose disk is gone.
+    #[derive(Debug)]
+    struct Refusing(Arc<AtomicBool>);
+
+    impl TimeseriesSink for Refusing {
+        fn write(
+            &mut self,
+            _tx: &rusqlite::Transaction<'_>,
+            readings: &[NewReading],
+        ) -> Result<Vec<bool>, StoreError> {
+            if self.0.load(Ordering::SeqCst) {
+                return Err(StoreError::Sink {
+                    detail: "refused".into(),
+                    retryable: false,
+                });
+            }
+            Ok(vec![true; readings.len()])
+        }
+    }
+
+    fn one_reading() -> Batch {
+        let ts = jiff::Timestamp::from_second(1_800_000_000).expect("valid");
+        let local = ts.to_zoned(jiff::tz::TimeZone::UTC);
+        Batch {
+            readings: vec![NewReading {
+                device_id: DeviceId::new("gw-1").expect("id"),
+                resident_id: ResidentId::new("r-1").expect("id"),
+                reading: Reading {
+                    reading_type: ReadingType::Steps,
+                    value: ReadingValue::Number(10.0),
+                    sensor: None,
+                    ts,
+                },
+                received_at: ts,
+                local_date: local.date(),
+                local_hour: 0,
+                checkin_in_window: false,
+                counts_as_activity: true,
+            }],
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn a_failing_commit_raises_store_unwritable_and_the_next_success_clears_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let failing = Arc::new(AtomicBool::new(true));
+        let mut store = Store::open_with_sink(
+            &dir.path().join("ondol.db"),
+            Box::new(Refusing(failing.clone())),
+        )
+        .expect("store");
+        let stats = IngestStats::default();
+        assert!(commit(&mut store, &one_reading(), &stats).is_none());
+        let outage = stats.store.get().expect("raised");
+        assert_eq!(outage.cause, OutageCause::StoreUnwritable);
+        failing.store(false, Ordering::SeqCst);
+        assert!(commit(&mut store, &one_reading(), &stats).is_some());
+        assert_eq!(stats.store.get(), None);
+    }
 }

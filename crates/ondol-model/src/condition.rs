@@ -1,5 +1,5 @@
 //! System conditions: what ingest and the time-series sink know about our
-//! own health, as plain values the binary can log, count and later hand to
+//! own health, as plain values the binary can log, count and hand to
 //! alerting (the `system_outage` rule of DESIGN §4).
 //!
 //! The parts that detect a condition own a [`ConditionFlag`]; raising and
@@ -22,6 +22,11 @@ pub enum OutageCause {
     SinkUnauthorized,
     /// The time-series sink does not answer; readings are spooled on disk.
     SinkUnreachable,
+    /// Ingest cannot (re)connect to the external MQTT broker.
+    BrokerUnreachable,
+    /// The operational store refuses ingest's commits (disk full, file
+    /// locked or damaged); devices get no receipts and resend later.
+    StoreUnwritable,
 }
 
 impl OutageCause {
@@ -31,6 +36,8 @@ impl OutageCause {
             OutageCause::NoMessages => "no_messages",
             OutageCause::SinkUnauthorized => "sink_unauthorized",
             OutageCause::SinkUnreachable => "sink_unreachable",
+            OutageCause::BrokerUnreachable => "broker_unreachable",
+            OutageCause::StoreUnwritable => "store_unwritable",
         }
     }
 }

@@ -873,6 +873,30 @@ impl Store {
             .map_err(StoreError::sqlite("committing watch state"))
     }
 
+    /// Starts watching these subjects again from the given time (a resident
+    /// or device that joined the roster while alerting runs, perhaps for the
+    /// second time): `since` is replaced, the evaluated check-in day kept.
+    pub fn restart_watching(&mut self, subjects: &[(&str, Timestamp)]) -> Result<(), StoreError> {
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let tx = self.immediate("starting to record watch state")?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO alert_watch (subject, since_ms) VALUES (?1, ?2) \
+                     ON CONFLICT (subject) DO UPDATE SET since_ms = excluded.since_ms",
+                )
+                .map_err(StoreError::sqlite("preparing the watch upsert"))?;
+            for (subject, since) in subjects {
+                stmt.execute(params![subject, since.as_millisecond()])
+                    .map_err(StoreError::sqlite("recording watch state"))?;
+            }
+        }
+        tx.commit()
+            .map_err(StoreError::sqlite("committing watch state"))
+    }
+
     /// Records, in one transaction, that these check-in deadlines have been
     /// evaluated (subject, local date).
     pub fn checkins_evaluated(&mut self, marks: &[(String, Date)]) -> Result<(), StoreError> {

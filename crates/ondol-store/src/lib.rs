@@ -162,6 +162,19 @@ impl Store {
         Ok(summary)
     }
 
+    /// The roster's revision: it changes whenever anything in the roster
+    /// tables does (residents, away periods, devices, bindings, staff,
+    /// credentials). One cheap read to tell whether to reload the roster.
+    pub fn roster_revision(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT revision FROM roster_revision WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StoreError::sqlite("reading the roster revision"))
+    }
+
     /// The whole stored roster as domain types, each list sorted by id.
     pub fn load_roster(&self) -> Result<Roster, StoreError> {
         roster_db::load(&self.conn)

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     V3_ALERTING,
     V4_SINK_KEYS,
     V5_AUDIT_LOG,
+    V6_ROSTER_REVISION,
 ];
 
 /// The schema version this code writes and understands.
@@ -354,6 +355,48 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"#;
+
+/// A counter every change of the roster tables bumps (triggers, so it holds
+/// whoever writes: the import, the CLI, the admin API, a hand-made fix).
+/// Processes that keep the roster in memory poll it to learn of changes.
+const V6_ROSTER_REVISION: &str = r#"
+CREATE TABLE roster_revision (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+);
+INSERT INTO roster_revision (id, revision) VALUES (1, 0);
+
+CREATE TRIGGER staff_insert_bumps_revision AFTER INSERT ON staff
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER staff_update_bumps_revision AFTER UPDATE ON staff
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER staff_delete_bumps_revision AFTER DELETE ON staff
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER residents_insert_bumps_revision AFTER INSERT ON residents
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER residents_update_bumps_revision AFTER UPDATE ON residents
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER residents_delete_bumps_revision AFTER DELETE ON residents
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER away_periods_insert_bumps_revision AFTER INSERT ON away_periods
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER away_periods_update_bumps_revision AFTER UPDATE ON away_periods
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER away_periods_delete_bumps_revision AFTER DELETE ON away_periods
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER devices_insert_bumps_revision AFTER INSERT ON devices
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER devices_update_bumps_revision AFTER UPDATE ON devices
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER devices_delete_bumps_revision AFTER DELETE ON devices
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER device_bindings_insert_bumps_revision AFTER INSERT ON device_bindings
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER device_bindings_update_bumps_revision AFTER UPDATE ON device_bindings
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+CREATE TRIGGER device_bindings_delete_bumps_revision AFTER DELETE ON device_bindings
+BEGIN UPDATE roster_revision SET revision = revision + 1; END;
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

@@ -837,3 +837,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_roster_revision_moves_with_every_roster_change_and_only_then() {
+    let (dir, mut store) = temp_store();
+    let empty = store.roster_revision().unwrap();
+    store.import_roster(&roster(ROSTER)).unwrap();
+    let imported = store.roster_revision().unwrap();
+    assert!(imported > empty);
+    // Readings are not roster changes.
+    store
+        .commit_batch(&batch(vec![heart_rate("gw-1", "r-1", 70.0, at(0))]))
+        .unwrap();
+    assert_eq!(store.roster_revision().unwrap(), imported);
+    // Another connection (the admin API, a hand-made fix) changes an
+    // assignment, then an away period.
+    let conn = rusqlite::Connection::open(dir.path().join("data/ondol.db")).unwrap();
+    conn.execute(
+        "UPDATE residents SET caseworker = NULL WHERE id = 'r-1'",
+        [],
+    )
+    .unwrap();
+    let reassigned = store.roster_revision().unwrap();
+    assert!(reassigned > imported);
+    conn.execute("DELETE FROM away_periods WHERE resident_id = 'r-1'", [])
+        .unwrap();
+    assert!(store.roster_revision().unwrap() > reassigned);
+}

@@ -300,12 +300,14 @@ pub fn import_roster_secrets(
     Ok(())
 }
 
-/// Re-reads device credentials every `every`; when they changed, publishes
-/// a new access list to the broker and the store's roster to ingest (so a
-/// device added with the CLI is known without a restart).
+/// Re-reads device credentials and the roster revision every `every`; when
+/// either changed, publishes a new access list to the broker and the
+/// store's roster to ingest and alerting (so a device added with the CLI,
+/// or a resident changed through the admin API, is known without a restart).
 pub async fn follow_store(
     source: AccessSource,
-    gate: Gate,
+    // `None` without an embedded broker: only the roster is republished.
+    gate: Option<Gate>,
     verifier: Arc<Verifier>,
     roster_updates: watch::Sender<Arc<RosterIndex>>,
     mut last: Vec<DeviceCredentialRow>,
@@ -324,6 +326,20 @@ pub async fn follow_store(
         }
     };
     last.sort_by(|a, b| a.id.cmp(&b.id));
+    // Any other roster change (residents, away periods, assignments,
+    // bindings) republishes the roster too: alerting follows it.
+    let mut last_revision = {
+        let reader = store.clone();
+        tokio::task::spawn_blocking(move || {
+            reader
+                .lock()
+                .ok()
+                .and_then(|store| store.roster_revision().ok())
+        })
+        .await
+        .ok()
+        .flatten()
+    };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -331,21 +347,25 @@ pub async fn follow_store(
         }
         let reader = store.clone();
         let previous = std::mem::take(&mut last);
-        // The whole roster is loaded only when the credentials changed.
+        let previous_revision = last_revision.take();
+        // The whole roster is loaded only when the credentials or the
+        // roster revision changed.
         let read = tokio::task::spawn_blocking(move || {
             let store = reader
                 .lock()
                 .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
             let mut rows = store.device_credentials()?;
             rows.sort_by(|a, b| a.id.cmp(&b.id));
-            if rows == previous {
-                return anyhow::Ok((rows, None));
+            let revision = store.roster_revision()?;
+            let credentials_changed = rows != previous;
+            if !credentials_changed && Some(revision) == previous_revision {
+                return anyhow::Ok((rows, revision, None));
             }
             let roster = store.load_roster()?;
-            anyhow::Ok((rows, Some(roster)))
+            anyhow::Ok((rows, revision, Some((roster, credentials_changed))))
         })
         .await;
-        let (rows, roster) = match read {
+        let (rows, revision, roster) = match read {
             Ok(Ok(read)) => read,
             Ok(Err(error)) => {
                 // `last` is now empty: the next good read republishes all.
@@ -354,17 +374,24 @@ pub async fn follow_store(
             }
             Err(_) => continue,
         };
-        let Some(roster) = roster else {
+        last_revision = Some(revision);
+        let Some((roster, credentials_changed)) = roster else {
             last = rows;
             continue;
         };
-        gate.update(source.build(&roster, &rows));
+        if let Some(gate) = &gate {
+            gate.update(source.build(&roster, &rows));
+        }
         verifier.forget_except(&rows);
         roster_updates.send_replace(Arc::new(RosterIndex::new(&roster)));
-        tracing::info!(
-            devices = rows.len(),
-            "device credentials changed; access list updated"
-        );
+        if credentials_changed {
+            tracing::info!(
+                devices = rows.len(),
+                "device credentials changed; access list updated"
+            );
+        } else {
+            tracing::info!(revision, "the roster changed; republished");
+        }
         last = rows;
     }
 }

@@ -85,7 +85,7 @@ pub async fn run(
         )
     })?;
     let database = config.storage.database_path();
-    let mut store = open_store(&config, &database)?;
+    let (mut store, sink_monitor) = open_store(&config, &database)?;
     let file_roster = if options.demo && !config.registry.file.exists() {
         tracing::info!("using the built-in demo roster");
         roster::parse(roster::DEMO_REGISTRY, "built-in demo registry")?
@@ -146,7 +146,7 @@ pub async fn run(
     // ingest sees every device.
     let sees_every_device = options.role == Role::All && config.ingest.share_group.is_empty();
     let alerting = if sees_every_device {
-        crate::alerting::start(&config, router.as_ref()).await?
+        crate::alerting::start(&config, router.as_ref(), roster_updates.subscribe()).await?
     } else {
         tracing::warn!(
             "alerting does not run in this process: its ingest sees only a share of the devices \
@@ -154,6 +154,15 @@ pub async fn run(
         );
         None
     };
+
+    if let Some(alerting) = &alerting {
+        // Ingest's and the sink's conditions become `system_outage`s.
+        tokio::spawn(crate::alerting::follow_conditions(
+            crate::alerting::conditions(&stats, sink_monitor),
+            alerting.outages.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let ingest_shutdown = CancellationToken::new();
     let mut ingest = tokio::spawn(ondol_ingest::run(
@@ -168,6 +177,19 @@ pub async fn run(
 
     let mut device_port = None;
     let mut tls_front = None;
+    if router.is_none() {
+        // No embedded broker to guard, but ingest and alerting still
+        // follow roster changes made while running.
+        tokio::spawn(credentials::follow_store(
+            AccessSource::new(database.clone(), false, &roster, |_| None),
+            None,
+            Arc::new(Verifier::default()),
+            roster_updates.clone(),
+            credential_rows.clone(),
+            config.mqtt.access_reload_interval,
+            shutdown.clone(),
+        ));
+    }
     if let Some(router) = &router {
         let allow_anonymous = config.mqtt.allow_anonymous || options.demo;
         let listener = serve_devices(
@@ -396,7 +418,7 @@ async fn serve_devices(
     );
     tokio::spawn(credentials::follow_store(
         source,
-        gate.clone(),
+        Some(gate.clone()),
         verifier,
         access.roster_updates,
         access.credential_rows,
@@ -423,7 +445,7 @@ struct DeviceListener {
 }
 
 /// Username and password towards an external broker, if configured.
-fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
+pub(crate) fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
     let ingest = &config.ingest;
     if ingest.username.is_empty() {
         return Ok(None);
@@ -442,7 +464,7 @@ fn broker_credentials(config: &Config) -> anyhow::Result<Option<Credentials>> {
 
 /// The TLS client configuration for an `mqtts://` broker, from the PEM
 /// files named by `ingest.tls_*`.
-fn broker_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn broker_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
     let ingest = &config.ingest;
     let read = |key: &str, path: &str| {
         std::fs::read(path).with_context(|| format!("cannot read {path} (key ingest.{key})"))
@@ -463,8 +485,13 @@ fn broker_tls(config: &Config) -> anyhow::Result<rustls::ClientConfig> {
     .map_err(|e| anyhow::anyhow!("ingest TLS (keys ingest.tls_*): {e}"))
 }
 
-/// The store with the configured time-series sink.
-fn open_store(config: &Config, database: &std::path::Path) -> anyhow::Result<Store> {
+/// The store with the configured time-series sink, and a view of the
+/// sink's `system_outage` condition when it is an external one.
+fn open_store(
+    config: &Config,
+    database: &std::path::Path,
+) -> anyhow::Result<(Store, Option<ondol_store::influx::SinkMonitor>)> {
+    let mut monitor = None;
     let opened = match config.timeseries.backend {
         TimeseriesBackend::Embedded => Store::open(database),
         TimeseriesBackend::Influxdb => {
@@ -487,10 +514,13 @@ fn open_store(config: &Config, database: &std::path::Path) -> anyhow::Result<Sto
             let sink = InfluxSink::open(influx, &token, &spool)
                 .context("cannot start the InfluxDB sink (section timeseries.influxdb)")?;
             tracing::info!(url = %influx.url, bucket = %influx.bucket, spool = %spool.display(), "raw readings go to InfluxDB");
+            monitor = Some(sink.monitor());
             Store::open_with_sink(database, Box::new(sink))
         }
     };
-    opened.with_context(|| format!("cannot open the store at {}", database.display()))
+    let store =
+        opened.with_context(|| format!("cannot open the store at {}", database.display()))?;
+    Ok((store, monitor))
 }
 
 /// rumqttd's router thread can die silently, after which every connection

@@ -267,3 +267,23 @@ fn read_outbox(path: &std::path::Path, channel: &str) -> Vec<(String, serde_json
         })
         .collect()
 }
+
+impl Harness {
+    /// Imports `roster_toml` into the store (as the admin API would write
+    /// it) and hands the store's roster to the running engine.
+    pub fn change_roster(&mut self, roster_toml: &str) -> ondol_alerting::RosterChanges {
+        let roster = parse_roster(roster_toml, "changed roster").expect("valid roster");
+        self.db.import_roster(&roster).expect("import");
+        self.roster = self.db.load_roster().expect("load");
+        let stored = self.roster.clone();
+        self.apply(&stored)
+    }
+
+    /// Hands `roster` to the engine as is (entries missing from it are
+    /// gone: an import never deletes, the admin API will).
+    pub fn apply(&mut self, roster: &Roster) -> ondol_alerting::RosterChanges {
+        let changes = self.engine().apply_roster(roster).expect("roster applied");
+        self.engine().tick().expect("tick");
+        changes
+    }
+}
