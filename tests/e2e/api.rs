@@ -259,6 +259,70 @@ async fn a_caseworker_reads_readings_and_works_an_alert_over_http() {
         "{metrics}"
     );
 
+    // Every request on resident data left an audit entry, refusals too,
+    // and the chain verifies.
+    let db = server.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT actor, role, action, residents, source, status FROM audit_log ORDER BY seq",
+        )
+        .unwrap();
+    let entries: Vec<(String, String, String, String, String, i64)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let has = |actor: &str, action: &str, residents: &str, status: i64| {
+        entries.iter().any(|e| {
+            e.0 == actor && e.2 == action && e.3 == residents && e.5 == status && e.4 == "127.0.0.1"
+        })
+    };
+    assert!(
+        has("anonymous", "GET /api/v1/residents", "[]", 401),
+        "{entries:#?}"
+    );
+    assert!(
+        has(
+            "cw-1",
+            "GET /api/v1/residents/{id}/readings",
+            "[\"r-1\"]",
+            200
+        ),
+        "{entries:#?}"
+    );
+    assert!(
+        has(
+            "cw-2",
+            "GET /api/v1/residents/{id}/readings",
+            "[\"r-1\"]",
+            404
+        ),
+        "{entries:#?}"
+    );
+    assert!(
+        has("cw-1", "POST /api/v1/alerts/{id}/ack", "[\"r-1\"]", 200),
+        "{entries:#?}"
+    );
+    assert!(
+        has("cw-1", "POST /api/v1/alerts/{id}/resolve", "[\"r-1\"]", 200),
+        "{entries:#?}"
+    );
+    assert!(
+        !entries.iter().any(|e| e.2.contains("/me")),
+        "/me shows no resident data"
+    );
+    let (ok, out, err) = ondol_cli(&server, &["audit", "verify"]);
+    assert!(ok, "audit verify: {out}{err}");
+
     assert!(server.terminate().await.success(), "{}", server.log());
     assert!(
         server.log().contains("HTTP stopped"),

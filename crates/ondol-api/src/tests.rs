@@ -917,3 +917,166 @@ async fn metrics_render_through_the_installed_recorder() {
     );
     assert_eq!(answer.text, "ondol_test_total 1\n");
 }
+
+/// Every audit entry so far: (actor, role, action, residents, status).
+async fn audit_log(state: &ApiState) -> Vec<(String, String, String, Vec<String>, u16)> {
+    state
+        .with_store(|store| {
+            let mut out = Vec::new();
+            store
+                .for_each_audit(Timestamp::MIN, Timestamp::MAX, |entry| {
+                    out.push((
+                        entry.actor,
+                        entry.role,
+                        entry.action,
+                        entry.residents,
+                        entry.status,
+                    ));
+                    Ok(())
+                })
+                .map_err(ApiError::store("reading the audit log"))?;
+            let verified = store
+                .verify_audit()
+                .map_err(ApiError::store("verifying the audit log"))?;
+            assert_eq!(verified.broken, None, "the chain holds");
+            Ok(out)
+        })
+        .await
+        .unwrap()
+}
+
+fn entry(
+    actor: &str,
+    role: &str,
+    action: &str,
+    residents: &[&str],
+    status: u16,
+) -> (String, String, String, Vec<String>, u16) {
+    (
+        actor.to_owned(),
+        role.to_owned(),
+        action.to_owned(),
+        residents.iter().map(|r| (*r).to_owned()).collect(),
+        status,
+    )
+}
+
+#[tokio::test]
+async fn every_request_on_resident_data_is_audited_refused_ones_too() {
+    let f = fixture();
+    // No resident data: no entry.
+    get(&f.state, "/api/v1/me", "token-cw-01").await;
+    call(&f.state, "GET", "/healthz", None, None).await;
+    assert!(audit_log(&f.state).await.is_empty());
+
+    get(&f.state, "/api/v1/residents", "token-cw-01").await;
+    get(
+        &f.state,
+        "/api/v1/residents/r-1/readings?type=heart_rate",
+        "token-cw-01",
+    )
+    .await;
+    get(&f.state, "/api/v1/alerts", "token-sup-g").await;
+    get(&f.state, "/api/v1/residents/r-2", "token-cw-01").await;
+    get(&f.state, "/api/v1/residents/r-1/readings", "token-ev-1").await;
+    call(
+        &f.state,
+        "GET",
+        "/api/v1/residents/r-1",
+        Some("stolen?"),
+        None,
+    )
+    .await;
+    get(
+        &f.state,
+        "/api/v1/residents/r-1/readings?from=garbage",
+        "token-cw-01",
+    )
+    .await;
+    call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/alerts/{}/ack", f.alarm_r1),
+        Some("token-cw-01"),
+        None,
+    )
+    .await;
+    call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/alerts/{}/ack", f.alert_r2),
+        Some("token-cw-01"),
+        None,
+    )
+    .await;
+
+    let log = audit_log(&f.state).await;
+    assert_eq!(
+        log,
+        [
+            entry(
+                "cw-01",
+                "caseworker",
+                "GET /api/v1/residents",
+                &["r-1"],
+                200
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "GET /api/v1/residents/{id}/readings",
+                &["r-1"],
+                200
+            ),
+            entry(
+                "sup-g",
+                "supervisor",
+                "GET /api/v1/alerts",
+                &["r-1", "r-2"],
+                200
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "GET /api/v1/residents/{id}",
+                &["r-2"],
+                404
+            ),
+            entry(
+                "ev-1",
+                "evaluator",
+                "GET /api/v1/residents/{id}/readings",
+                &["r-1"],
+                403
+            ),
+            entry(
+                "anonymous",
+                "none",
+                "GET /api/v1/residents/{id}",
+                &["r-1"],
+                401
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "GET /api/v1/residents/{id}/readings",
+                &["r-1"],
+                400
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "POST /api/v1/alerts/{id}/ack",
+                &["r-1"],
+                200
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "POST /api/v1/alerts/{id}/ack",
+                &[],
+                404
+            ),
+        ]
+    );
+}

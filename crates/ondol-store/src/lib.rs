@@ -11,6 +11,8 @@
 //! - [`alerts`]: alerts, transitions, the notification outbox and
 //!   alerting's timer state.
 //! - [`api_rows`]: the caller's staff row and pages of alerts for the HTTP API.
+//! - [`audit`]: the append-only, hash-chained audit log of resident data
+//!   reads and changes.
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
 //! - [`sink`]: the time-series sink seam ([`TimeseriesSink`]) and the
 //!   embedded SQLite sink.
@@ -27,6 +29,7 @@
 
 pub mod alerts;
 pub mod api_rows;
+pub mod audit;
 pub mod batch;
 mod credentials;
 mod error;
