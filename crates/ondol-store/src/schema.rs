@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     V3_ALERTING,
     V4_SINK_KEYS,
     V5_AUDIT_LOG,
+    V6_ADMIN_REGISTRY,
 ];
 
 /// The schema version this code writes and understands.
@@ -336,6 +337,22 @@ CREATE TABLE reading_keys (
 
 /// The append-only, hash-chained audit log (see `audit.rs`). `residents` is
 /// a JSON array of resident ids; `at_ms` is Unix milliseconds.
+const V6_ADMIN_REGISTRY: &str = r#"
+-- Registry entries changed through the admin API carry the time of the
+-- last change; a roster file import no longer overwrites them (roster_db).
+ALTER TABLE staff ADD COLUMN admin_changed_ms INTEGER;
+ALTER TABLE residents ADD COLUMN admin_changed_ms INTEGER;
+ALTER TABLE devices ADD COLUMN admin_changed_ms INTEGER;
+
+-- Bumped by every admin change, so running parts that keep the roster in
+-- memory (the broker's access list, ingest's device index) reload it.
+CREATE TABLE roster_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO roster_version (id, version) VALUES (1, 0);
+"#;
+
 const V5_AUDIT_LOG: &str = r#"
 CREATE TABLE audit_log (
     seq        INTEGER PRIMARY KEY,
