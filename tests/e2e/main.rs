@@ -7,6 +7,7 @@
 mod alerting;
 mod alerting_outage;
 mod alerting_roster;
+mod api;
 mod audit;
 mod cli;
 mod compose;

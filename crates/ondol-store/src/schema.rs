@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     V4_SINK_KEYS,
     V5_AUDIT_LOG,
     V6_ROSTER_REVISION,
+    V7_ADMIN_REGISTRY,
 ];
 
 /// The schema version this code writes and understands.
@@ -333,6 +334,15 @@ CREATE TABLE reading_keys (
     received_ms  INTEGER NOT NULL,
     PRIMARY KEY (device_id, reading_type, sensor, ts_ms)
 ) WITHOUT ROWID;
+"#;
+
+/// Registry entries an admin changed through the API (see `admin.rs`).
+const V7_ADMIN_REGISTRY: &str = r#"
+-- Registry entries changed through the admin API carry the time of the
+-- last change; a roster file import no longer overwrites them (roster_db).
+ALTER TABLE staff ADD COLUMN admin_changed_ms INTEGER;
+ALTER TABLE residents ADD COLUMN admin_changed_ms INTEGER;
+ALTER TABLE devices ADD COLUMN admin_changed_ms INTEGER;
 "#;
 
 /// The append-only, hash-chained audit log (see `audit.rs`). `residents` is

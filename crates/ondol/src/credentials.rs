@@ -314,10 +314,15 @@ pub async fn follow_store(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let store = {
+    let (store, revision) = {
         let database = source.database.clone();
-        match tokio::task::spawn_blocking(move || Store::open(&database)).await {
-            Ok(Ok(store)) => Arc::new(Mutex::new(store)),
+        let opened = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&database)?;
+            let revision = store.roster_revision()?;
+            Ok::<_, ondol_store::StoreError>((store, revision))
+        });
+        match opened.await {
+            Ok(Ok((store, revision))) => (Arc::new(Mutex::new(store)), revision),
             Ok(Err(error)) => {
                 tracing::error!(error = %error, "cannot open the store to follow device credentials; revocations need a restart");
                 return;
@@ -326,20 +331,11 @@ pub async fn follow_store(
         }
     };
     last.sort_by(|a, b| a.id.cmp(&b.id));
-    // Any other roster change (residents, away periods, assignments,
-    // bindings) republishes the roster too: alerting follows it.
-    let mut last_revision = {
-        let reader = store.clone();
-        tokio::task::spawn_blocking(move || {
-            reader
-                .lock()
-                .ok()
-                .and_then(|store| store.roster_revision().ok())
-        })
-        .await
-        .ok()
-        .flatten()
-    };
+    // The revision when the roster was last published; any roster change
+    // (admin API, CLI, import: residents, away periods, assignments,
+    // bindings, staff) moves it, and the roster is republished: the broker,
+    // ingest and alerting follow it.
+    let mut last_revision = Some(revision);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -1,0 +1,2 @@
+// Placeholder: the caseworker dashboard replaces this file.
+"use strict";

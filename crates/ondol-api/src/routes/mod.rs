@@ -1,0 +1,8 @@
+//! The handlers, one module per area.
+
+pub mod admin;
+pub mod alerts;
+pub mod dashboard;
+pub mod ops;
+pub mod reports;
+pub mod residents;
