@@ -22,7 +22,13 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DEVICE_CREDENTIALS, V3_ALERTING, V4_SINK_KEYS];
+const MIGRATIONS: &[&str] = &[
+    V1_INITIAL,
+    V2_DEVICE_CREDENTIALS,
+    V3_ALERTING,
+    V4_SINK_KEYS,
+    V5_BACKFILLS,
+];
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -325,6 +331,19 @@ CREATE TABLE reading_keys (
     ts_ms        INTEGER NOT NULL,
     received_ms  INTEGER NOT NULL,
     PRIMARY KEY (device_id, reading_type, sensor, ts_ms)
+) WITHOUT ROWID;
+"#;
+
+/// Synthetic history written by `ondol simulate backfill`: which run (its
+/// parameters, one canonical string) filled this store, so a rerun with the
+/// same parameters can complete it and any other is refused.
+const V5_BACKFILLS: &str = r#"
+CREATE TABLE backfills (
+    params      TEXT PRIMARY KEY NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    -- NULL while the run has not finished (interrupted runs are completed by
+    -- running them again).
+    finished_ms INTEGER
 ) WITHOUT ROWID;
 "#;
 
