@@ -60,7 +60,8 @@ impl Store {
             })
             .map_err(StoreError::sqlite("reading backfills"))?;
         rows.map(|row| {
-            let (params, started, finished) = row.map_err(StoreError::sqlite("reading backfills"))?;
+            let (params, started, finished) =
+                row.map_err(StoreError::sqlite("reading backfills"))?;
             let key = || params.clone();
             Ok(BackfillRecord {
                 started_at: crate::roster_db::timestamp(started, "backfills", key)?,

@@ -107,7 +107,7 @@ mod tests {
 
     use ondol_model::reading::{ReadingType, ReadingValue};
     use ondol_model::roster::{CheckinPlan, Device, DeviceBinding, DeviceKind, Resident, Roster};
-    use ondol_model::{DeviceId, ReasonCode, Reading, ResidentId};
+    use ondol_model::{DeviceId, Reading, ReasonCode, ResidentId};
 
     use crate::{Batch, NewReading, NewRejection, Store};
 
