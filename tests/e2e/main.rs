@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod alerting;
+mod backfill;
 mod cli;
 mod compose;
 mod external_broker;

@@ -948,10 +948,15 @@ fn day_readings(home: &Home, date: Date, away: bool, r: &mut SmallRng) -> Day {
         }
         minute += r.random_range(40..100);
     }
-    // Going out and coming back.
-    for _ in 0..r.random_range(0..=2) {
-        let out = r.random_range(wake + 60..(bed - 120).max(wake + 61));
-        for (offset, state) in [(0, DoorState::Open), (1, DoorState::Closed)] {
+    // Going out and coming back (outings at least 5 minutes apart, so no
+    // two door readings share a timestamp).
+    let mut outings: Vec<i64> = (0..r.random_range(0..=2))
+        .map(|_| r.random_range(wake + 60..(bed - 120).max(wake + 61)))
+        .collect();
+    outings.sort_unstable();
+    outings.dedup_by(|later, earlier| *later - *earlier < 5);
+    for out in outings {
+        for (offset, state) in [(0, DoorState::Open), (2, DoorState::Closed)] {
             if let Some(t) = at(out + offset, r.random_range(0..60)) {
                 push(
                     motion_device,
