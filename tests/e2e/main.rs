@@ -12,6 +12,7 @@ mod external_broker;
 mod influx;
 mod ingest;
 mod report;
+mod retention;
 mod security;
 mod services;
 mod storm;

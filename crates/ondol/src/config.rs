@@ -31,6 +31,7 @@ pub struct Config {
     pub log: LogConfig,
     pub simulator: SimulatorConfig,
     pub alerting: AlertingConfig,
+    pub retention: crate::retention::RetentionConfig,
     /// The merged tree, for `config print`.
     pub merged: toml::Table,
 }
@@ -216,6 +217,12 @@ impl Config {
         let log = section::<LogConfig>(&merged, "log", &origins, &mut problems);
         let simulator = section::<SimulatorConfig>(&merged, "simulator", &origins, &mut problems);
         let alerting = section::<AlertingConfig>(&merged, "alerting", &origins, &mut problems);
+        let retention = section::<crate::retention::RetentionConfig>(
+            &merged,
+            "retention",
+            &origins,
+            &mut problems,
+        );
         for key in merged.keys() {
             if ![
                 "mqtt",
@@ -226,13 +233,14 @@ impl Config {
                 "log",
                 "simulator",
                 "alerting",
+                "retention",
             ]
             .contains(&key.as_str())
             {
                 problems.push(ConfigProblem {
                     origin: origins.of(key),
                     key: key.clone(),
-                    message: "unknown section; the sections are mqtt, ingest, storage, registry, timeseries, log, simulator and alerting".into(),
+                    message: "unknown section; the sections are mqtt, ingest, storage, registry, timeseries, log, simulator, alerting and retention".into(),
                 });
             }
         }
@@ -247,8 +255,9 @@ impl Config {
             Some(log),
             Some(simulator),
             Some(alerting),
+            Some(retention),
         ) = (
-            mqtt, ingest, storage, registry, timeseries, log, simulator, alerting,
+            mqtt, ingest, storage, registry, timeseries, log, simulator, alerting, retention,
         )
         else {
             return Err(ConfigErrors {
@@ -265,6 +274,7 @@ impl Config {
             log,
             simulator,
             alerting,
+            retention,
             merged,
         };
         problems.extend(config.semantic_problems(&origins));
@@ -293,6 +303,9 @@ impl Config {
         }
         for (key, message) in self.alerting.problems() {
             problem(&format!("alerting.{key}"), message);
+        }
+        for (key, message) in self.retention.problems(self.ingest.max_age) {
+            problem(&format!("retention.{key}"), message);
         }
         if self.mqtt.max_connections == 0 {
             problem("mqtt.max_connections", "must be at least 1".into());
@@ -637,6 +650,10 @@ mod tests {
         assert_eq!(loaded.retry_initial, influx.retry_initial);
         assert_eq!(loaded.retry_max, influx.retry_max);
         assert_eq!(loaded.spool_max_bytes, influx.spool_max_bytes);
+        assert_eq!(
+            config.retention,
+            crate::retention::RetentionConfig::default()
+        );
     }
 
     #[test]

@@ -155,6 +155,14 @@ pub async fn run(
         None
     };
 
+    // Deletion past the retention periods ([retention]); stops with `shutdown`.
+    let _retention = crate::retention::spawn(
+        config.retention.clone(),
+        database.clone(),
+        Arc::new(ondol_model::SystemClock),
+        shutdown.clone(),
+    );
+
     let ingest_shutdown = CancellationToken::new();
     let mut ingest = tokio::spawn(ondol_ingest::run(
         config.ingest.clone(),
