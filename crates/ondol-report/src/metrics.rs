@@ -142,7 +142,12 @@ pub struct Report {
     /// The whole range first, then each period in order; within each, the
     /// row over all regions first, then one per region.
     pub cells: Vec<Cell>,
+    /// The per-resident table; empty when `residents_suppressed`.
     pub residents: Vec<ResidentRow>,
+    /// The report covers fewer than [`MIN_RESIDENTS`] residents, so the
+    /// per-resident table is withheld: its rows would describe the whole
+    /// population of a suppressed cell (docs/REPORTS.md).
+    pub residents_suppressed: bool,
 }
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
@@ -434,6 +439,13 @@ pub fn compute(
         .collect();
     // Sorted by pseudonym, so the order says nothing about the ids.
     rows.sort_by(|a, b| a.pseudonym.cmp(&b.pseudonym));
+    // Rows carry no region or period, so they cannot rebuild a suppressed
+    // region or period cell; but with fewer than MIN_RESIDENTS in the whole
+    // report they would rebuild the suppressed whole-range cell.
+    let residents_suppressed = rows.len() < MIN_RESIDENTS;
+    if residents_suppressed {
+        rows.clear();
+    }
     Ok(Report {
         from,
         to,
@@ -441,5 +453,6 @@ pub fn compute(
         min_residents: MIN_RESIDENTS,
         cells,
         residents: rows,
+        residents_suppressed,
     })
 }
