@@ -345,7 +345,15 @@ pub fn render(report: &Report) -> String {
     h.push_str("<h2>Figures per period and region</h2>");
     table(&mut h, &output::cells_csv(report), true);
     h.push_str("<h2>Residents (pseudonymised, whole range)</h2>");
-    table(&mut h, &output::residents_csv(report), false);
+    if report.residents_suppressed {
+        let _ = write!(
+            h,
+            "<p><em>suppressed</em>: the report covers fewer than {} residents.</p>",
+            report.min_residents
+        );
+    } else {
+        table(&mut h, &output::residents_csv(report), false);
+    }
 
     h.push_str("<h2>Definitions</h2><dl>");
     for (term, text) in DEFINITIONS {

@@ -2,10 +2,12 @@
 //! resident-day rollups and the roster, never from raw readings.
 //!
 //! [`compute`] is a pure function over rows; [`output`] renders the result
-//! as CSV, JSON or a self-contained HTML page ([`html`]); [`pseudonym`] turns resident ids into keyed pseudonyms.
+//! as CSV, JSON or a self-contained HTML page ([`html`]); [`pseudonym`] turns resident ids into keyed pseudonyms;
+//! [`fhir`] renders a resident's vital signs as a FHIR R4 Bundle for clinicians.
 //! Definitions: docs/REPORTS.md.
 
 pub mod definitions;
+pub mod fhir;
 pub mod html;
 pub mod metrics;
 pub mod output;
@@ -38,17 +40,32 @@ pub enum ReportError {
 
 /// The utilisation report over `from..=to` straight from the store: the
 /// roster, the day and alert rollups, then [`compute`]. What `ondol report
-/// utilisation` and the HTTP API both run.
+/// utilisation` and the HTTP API both run; `phase` hears what it is doing
+/// (the CLI shows it on a terminal).
 pub fn utilisation(
     store: &ondol_store::Store,
     from: jiff::civil::Date,
     to: jiff::civil::Date,
     granularity: Granularity,
     key: &PseudonymKey,
+    phase: &mut dyn FnMut(&str),
 ) -> Result<Report, ReportError> {
     let roster = store.load_roster()?;
+    phase(&format!(
+        "reading day rollups of {} residents",
+        roster.residents.len()
+    ));
     let days = store.day_facts(from, to)?;
+    phase(&format!(
+        "reading alerts ({} resident-days read)",
+        days.len()
+    ));
     let alerts = store.alert_facts(from, to)?;
+    phase(&format!(
+        "computing over {} resident-days and {} alerts",
+        days.len(),
+        alerts.len()
+    ));
     compute(
         &roster.residents,
         &days,

@@ -142,7 +142,12 @@ pub struct Report {
     /// The whole range first, then each period in order; within each, the
     /// row over all regions first, then one per region.
     pub cells: Vec<Cell>,
+    /// The per-resident table; empty when `residents_suppressed`.
     pub residents: Vec<ResidentRow>,
+    /// The report covers fewer than [`MIN_RESIDENTS`] residents, so the
+    /// per-resident table is withheld: its rows would describe the whole
+    /// population of a suppressed cell (docs/REPORTS.md).
+    pub residents_suppressed: bool,
 }
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
@@ -176,10 +181,9 @@ pub fn p90(values: &[u64]) -> Option<u64> {
 }
 
 impl Counts {
-    fn add_day(&mut self, resident: &ResidentId, expected: bool, fact: Option<&DayFact>) {
-        if !self.residents.contains(resident) {
-            self.residents.insert(resident.clone());
-        }
+    /// Counts one enrolled day; the caller adds the resident to
+    /// `residents` once per period.
+    fn add_day(&mut self, expected: bool, fact: Option<&DayFact>) {
         self.resident_days_enrolled += 1;
         if expected {
             self.checkins_expected += 1;
@@ -348,15 +352,35 @@ pub fn aggregate(
         let my_alerts = alert_index.get(&resident.id).unwrap_or(&no_alerts);
         // This resident's counts per period, merged into the cells once.
         let mut periods: BTreeMap<Date, Counts> = BTreeMap::new();
-        for date in start.series(1.day()).take_while(|d| *d <= end) {
-            if !enrolled_on(resident, date) {
-                continue;
+        // Day by day with `tomorrow` (cheaper than span arithmetic), the
+        // current period's counts at hand until the period changes.
+        let mut date = start;
+        let mut period = granularity.period_start(date);
+        let mut counts = Counts::default();
+        loop {
+            if enrolled_on(resident, date) {
+                counts.add_day(expects_checkin, my_days.get(&date).copied());
+                for a in my_alerts.get(&date).into_iter().flatten() {
+                    counts.add_alert(a);
+                }
             }
-            let counts = periods.entry(granularity.period_start(date)).or_default();
-            counts.add_day(&resident.id, expects_checkin, my_days.get(&date).copied());
-            for a in my_alerts.get(&date).into_iter().flatten() {
-                counts.add_alert(a);
+            let next = match date.tomorrow() {
+                Ok(next) if next <= end => next,
+                _ => break,
+            };
+            let next_period = granularity.period_start(next);
+            if next_period != period {
+                if counts.resident_days_enrolled > 0 {
+                    counts.residents.insert(resident.id.clone());
+                    periods.insert(period, std::mem::take(&mut counts));
+                }
+                period = next_period;
             }
+            date = next;
+        }
+        if counts.resident_days_enrolled > 0 {
+            counts.residents.insert(resident.id.clone());
+            periods.insert(period, counts);
         }
         if periods.is_empty() {
             continue;
@@ -434,6 +458,13 @@ pub fn compute(
         .collect();
     // Sorted by pseudonym, so the order says nothing about the ids.
     rows.sort_by(|a, b| a.pseudonym.cmp(&b.pseudonym));
+    // Rows carry no region or period, so they cannot rebuild a suppressed
+    // region or period cell; but with fewer than MIN_RESIDENTS in the whole
+    // report they would rebuild the suppressed whole-range cell.
+    let residents_suppressed = rows.len() < MIN_RESIDENTS;
+    if residents_suppressed {
+        rows.clear();
+    }
     Ok(Report {
         from,
         to,
@@ -441,5 +472,6 @@ pub fn compute(
         min_residents: MIN_RESIDENTS,
         cells,
         residents: rows,
+        residents_suppressed,
     })
 }

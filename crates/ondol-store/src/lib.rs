@@ -20,6 +20,9 @@
 //!   embedded SQLite sink.
 //! - [`influx`]: the InfluxDB sink (`/api/v2/write`) with its on-disk spool.
 //! - [`query`]: read helpers and their row types.
+//! - [`bulk`]: bulk loading (synthetic history) and the record of backfills.
+//! - [`retention`]: deleting raw readings and rejections past their
+//!   retention period; rollups are never touched.
 //! - [`roster_file`]: parsing and checking the roster TOML file.
 //! - `roster_db`: the roster tables (import rules are documented there).
 //! - `credentials`: device credential hashes, revocation, provisioning.
@@ -34,11 +37,13 @@ pub mod alerts;
 pub mod api_rows;
 pub mod audit;
 pub mod batch;
+pub mod bulk;
 mod credentials;
 mod error;
 pub mod influx;
 pub mod query;
 pub mod report_rows;
+pub mod retention;
 mod roster_db;
 pub mod roster_file;
 mod schema;

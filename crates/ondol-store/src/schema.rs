@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     V5_AUDIT_LOG,
     V6_ROSTER_REVISION,
     V7_ADMIN_REGISTRY,
+    V8_BACKFILLS,
 ];
 
 /// The schema version this code writes and understands.
@@ -336,15 +337,6 @@ CREATE TABLE reading_keys (
 ) WITHOUT ROWID;
 "#;
 
-/// Registry entries an admin changed through the API (see `admin.rs`).
-const V7_ADMIN_REGISTRY: &str = r#"
--- Registry entries changed through the admin API carry the time of the
--- last change; a roster file import no longer overwrites them (roster_db).
-ALTER TABLE staff ADD COLUMN admin_changed_ms INTEGER;
-ALTER TABLE residents ADD COLUMN admin_changed_ms INTEGER;
-ALTER TABLE devices ADD COLUMN admin_changed_ms INTEGER;
-"#;
-
 /// The append-only, hash-chained audit log (see `audit.rs`). `residents` is
 /// a JSON array of resident ids; `at_ms` is Unix milliseconds.
 const V5_AUDIT_LOG: &str = r#"
@@ -407,6 +399,28 @@ CREATE TRIGGER device_bindings_update_bumps_revision AFTER UPDATE ON device_bind
 BEGIN UPDATE roster_revision SET revision = revision + 1; END;
 CREATE TRIGGER device_bindings_delete_bumps_revision AFTER DELETE ON device_bindings
 BEGIN UPDATE roster_revision SET revision = revision + 1; END;
+"#;
+
+/// Registry entries an admin changed through the API (see `admin.rs`).
+const V7_ADMIN_REGISTRY: &str = r#"
+-- Registry entries changed through the admin API carry the time of the
+-- last change; a roster file import no longer overwrites them (roster_db).
+ALTER TABLE staff ADD COLUMN admin_changed_ms INTEGER;
+ALTER TABLE residents ADD COLUMN admin_changed_ms INTEGER;
+ALTER TABLE devices ADD COLUMN admin_changed_ms INTEGER;
+"#;
+
+/// Synthetic history written by `ondol simulate backfill`: which run (its
+/// parameters, one canonical string) filled this store, so a rerun with the
+/// same parameters can complete it and any other is refused.
+const V8_BACKFILLS: &str = r#"
+CREATE TABLE backfills (
+    params      TEXT PRIMARY KEY NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    -- NULL while the run has not finished (interrupted runs are completed by
+    -- running them again).
+    finished_ms INTEGER
+) WITHOUT ROWID;
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

@@ -96,6 +96,10 @@ pub fn main() -> ExitCode {
                 )
             })
         }
+        Command::Simulate(SimulateArgs {
+            action: Some(crate::simulate::SimulateAction::Backfill(args)),
+            ..
+        }) => crate::backfill::main(args),
         Command::Simulate(args) => {
             let Some(config) = load(&args.config_args()) else {
                 return ExitCode::from(2);

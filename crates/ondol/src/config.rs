@@ -33,6 +33,7 @@ pub struct Config {
     pub simulator: SimulatorConfig,
     pub alerting: AlertingConfig,
     pub http: HttpConfig,
+    pub retention: crate::retention::RetentionConfig,
     /// The merged tree, for `config print`.
     pub merged: toml::Table,
 }
@@ -219,6 +220,12 @@ impl Config {
         let simulator = section::<SimulatorConfig>(&merged, "simulator", &origins, &mut problems);
         let alerting = section::<AlertingConfig>(&merged, "alerting", &origins, &mut problems);
         let http = section::<HttpConfig>(&merged, "http", &origins, &mut problems);
+        let retention = section::<crate::retention::RetentionConfig>(
+            &merged,
+            "retention",
+            &origins,
+            &mut problems,
+        );
         for key in merged.keys() {
             if ![
                 "mqtt",
@@ -230,13 +237,14 @@ impl Config {
                 "simulator",
                 "alerting",
                 "http",
+                "retention",
             ]
             .contains(&key.as_str())
             {
                 problems.push(ConfigProblem {
                     origin: origins.of(key),
                     key: key.clone(),
-                    message: "unknown section; the sections are mqtt, ingest, storage, registry, timeseries, log, simulator, alerting and http".into(),
+                    message: "unknown section; the sections are mqtt, ingest, storage, registry, timeseries, log, simulator, alerting, http and retention".into(),
                 });
             }
         }
@@ -252,8 +260,9 @@ impl Config {
             Some(simulator),
             Some(alerting),
             Some(http),
+            Some(retention),
         ) = (
-            mqtt, ingest, storage, registry, timeseries, log, simulator, alerting, http,
+            mqtt, ingest, storage, registry, timeseries, log, simulator, alerting, http, retention,
         )
         else {
             return Err(ConfigErrors {
@@ -271,6 +280,7 @@ impl Config {
             simulator,
             alerting,
             http,
+            retention,
             merged,
         };
         problems.extend(config.semantic_problems(&origins));
@@ -302,6 +312,9 @@ impl Config {
         }
         for (key, message) in self.http.problems() {
             problem(&format!("http.{key}"), message);
+        }
+        for (key, message) in self.retention.problems(self.ingest.max_age) {
+            problem(&format!("retention.{key}"), message);
         }
         if self.mqtt.max_connections == 0 {
             problem("mqtt.max_connections", "must be at least 1".into());
@@ -650,6 +663,10 @@ mod tests {
         assert_eq!(loaded.retry_initial, influx.retry_initial);
         assert_eq!(loaded.retry_max, influx.retry_max);
         assert_eq!(loaded.spool_max_bytes, influx.spool_max_bytes);
+        assert_eq!(
+            config.retention,
+            crate::retention::RetentionConfig::default()
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`roster`]: loading the roster file into the store.
 //! - [`server`]: `ondol run`: start-up and ordered shutdown.
 //! - [`simulate`]: `ondol simulate` and the `--demo` fleet.
+//! - [`backfill`]: `ondol simulate backfill`: synthetic history in the store.
+//! - [`retention`]: deleting raw readings and rejections past their retention.
 //! - [`logging`]: tracing setup.
 //! - [`credentials`]: device secrets (Argon2id) and the broker's access list.
 //! - [`device_cli`]: `ondol device add|rotate-secret|revoke`.
@@ -18,6 +20,7 @@
 pub mod alerting;
 pub mod alerts_cli;
 pub mod audit_cli;
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod credentials;
@@ -25,6 +28,7 @@ pub mod device_cli;
 pub mod http;
 pub mod logging;
 pub mod report_cli;
+pub mod retention;
 pub mod roster;
 pub mod server;
 pub mod simulate;

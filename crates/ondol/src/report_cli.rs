@@ -3,11 +3,13 @@
 //! self-contained HTML page. Residents appear only under
 //! keyed pseudonyms (`ONDOL_PSEUDONYM_KEY`, else `<data_dir>/pseudonym.key`).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use jiff::civil::Date;
 use ondol_report::{Granularity, Report, html, output, pseudonym};
 use ondol_store::Store;
@@ -99,13 +101,30 @@ fn utilisation(config: &Config, args: &UtilisationArgs) -> anyhow::Result<()> {
         "no store at {} (storage.data_dir); has `ondol run` been started?",
         database.display()
     );
+    let progress = Progress::new();
+    progress.phase("opening the store");
     let store = Store::open(&database).context("cannot open the store")?;
     let key = pseudonym::load_or_create_key(
         std::env::var(pseudonym::KEY_ENV).ok(),
         &config.storage.data_dir,
     )?;
-    let report = ondol_report::utilisation(&store, args.from, args.to, granularity, &key)?;
+    let report = ondol_report::utilisation(
+        &store,
+        args.from,
+        args.to,
+        granularity,
+        &key,
+        &mut |phase| progress.phase(phase),
+    )?;
+    progress.phase("writing");
     write(&report, args.format, &args.out)?;
+    progress.finish();
+    if report.residents_suppressed {
+        eprintln!(
+            "the per-resident table is withheld: the report covers fewer than {} residents",
+            report.min_residents
+        );
+    }
     eprintln!(
         "wrote {} rows ({} suppressed) and {} residents to {}",
         report.cells.len(),
@@ -114,6 +133,37 @@ fn utilisation(config: &Config, args: &UtilisationArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// A spinner naming the current phase on stderr, only when stderr is a
+/// terminal (scripts and logs get the final summary line alone).
+struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    fn new() -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress(Some(bar))
+    }
+
+    fn phase(&self, what: &str) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(what.to_owned());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn write(report: &Report, format: FormatArg, out: &Path) -> anyhow::Result<()> {

@@ -172,6 +172,13 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    // Deletion past the retention periods ([retention]); stops with `shutdown`.
+    let _retention = crate::retention::spawn(
+        config.retention.clone(),
+        database.clone(),
+        Arc::new(ondol_model::SystemClock),
+        shutdown.clone(),
+    );
 
     let ingest_shutdown = CancellationToken::new();
     let mut ingest = tokio::spawn(ondol_ingest::run(

@@ -16,7 +16,11 @@ use crate::roster;
 /// vitals, going offline and resending), with their ids taken from the
 /// roster so an Ondol with the same roster accepts them.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimulateArgs {
+    /// `backfill`: write years of history straight into the store instead.
+    #[command(subcommand)]
+    pub action: Option<SimulateAction>,
     /// Configuration file (for the [simulator] defaults and registry.file).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -45,6 +49,15 @@ pub struct SimulateArgs {
     /// Stop after this long (e.g. "10m"); default: until Ctrl-C.
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<SignedDuration>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SimulateAction {
+    /// Write realistic synthetic history (residents, readings, check-ins,
+    /// alerts with their handling, away periods, satisfaction scores)
+    /// straight into a new store, through the same code paths as ingest and
+    /// alerting; for demos, tests and benchmarks of the evaluator reports.
+    Backfill(crate::backfill::BackfillArgs),
 }
 
 /// `ondol simulate`.

@@ -91,12 +91,10 @@ pub async fn utilisation(
         let key = key.ok_or_else(|| {
             ApiError::NotImplemented("no pseudonym key: reports are off in this process".into())
         })?;
-        let report =
-            ondol_report::utilisation(store, from, to, granularity, &key).map_err(|error| {
-                match error {
-                    ReportError::Range(message) => ApiError::BadRequest(message),
-                    other => ApiError::internal("computing a report", other),
-                }
+        let report = ondol_report::utilisation(store, from, to, granularity, &key, &mut |_| {})
+            .map_err(|error| match error {
+                ReportError::Range(message) => ApiError::BadRequest(message),
+                other => ApiError::internal("computing a report", other),
             })?;
         let response = if csv {
             (
