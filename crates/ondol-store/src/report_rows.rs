@@ -114,10 +114,16 @@ fn alert_fields<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<AlertFields<
 
 impl Store {
     fn map_for_range_reads(&self) -> Result<(), StoreError> {
-        // The answer (the size granted) is a row; it is not needed.
-        self.conn
-            .query_row(&format!("PRAGMA mmap_size = {MMAP_BYTES}"), [], |_| Ok(()))
-            .map_err(StoreError::sqlite("mapping the database for range reads"))
+        // A file database answers with the size granted (not needed); an
+        // in-memory one answers nothing.
+        let during = "mapping the database for range reads";
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA mmap_size = {MMAP_BYTES}"))
+            .map_err(StoreError::sqlite(during))?;
+        let mut rows = stmt.query([]).map_err(StoreError::sqlite(during))?;
+        rows.next().map_err(StoreError::sqlite(during))?;
+        Ok(())
     }
 
     /// Every resident-day rollup with `from <= local_date <= to`.
