@@ -64,6 +64,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/residents", get(routes::residents::list))
         .route("/residents/:id", get(routes::residents::get))
         .route("/residents/:id/readings", get(routes::residents::readings))
+        .route("/residents/:id/fhir", get(routes::fhir::bundle))
         .route("/reports/utilisation", get(routes::reports::utilisation))
         .route("/admin/residents", get(routes::admin::residents))
         .route("/admin/residents/:id", put(routes::admin::put_resident))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{admin, alerts, ops, reports, residents};
+use crate::routes::{admin, alerts, fhir, ops, reports, residents};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,7 @@ use crate::routes::{admin, alerts, ops, reports, residents};
         residents::list,
         residents::get,
         residents::readings,
+        fhir::bundle,
         reports::utilisation,
         admin::residents,
         admin::put_resident,

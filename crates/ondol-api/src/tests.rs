@@ -1303,3 +1303,76 @@ async fn a_request_that_cannot_finish_in_time_gets_408() {
     release.send(()).unwrap();
     holder.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn fhir_export_is_a_bundle_of_vital_signs_in_scope_and_audited() {
+    let f = fixture();
+    let uri = format!("/api/v1/residents/r-1/fhir?from={}&to={}", at(0), at(60));
+    let answer = get(&f.state, &uri, "token-cw-01").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "application/fhir+json"
+    );
+    let bundle = answer.json();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "collection");
+    let entries = bundle["entry"].as_array().unwrap();
+    // Five heart rates and one blood pressure; the check-in is no vital sign.
+    assert_eq!(entries.len(), 6, "{bundle}");
+    let codes: Vec<&str> = entries
+        .iter()
+        .map(|e| e["resource"]["code"]["coding"][0]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == "8867-4").count(), 5);
+    assert_eq!(codes.iter().filter(|c| **c == "85354-9").count(), 1);
+    for entry in entries {
+        assert_eq!(entry["resource"]["subject"]["reference"], "Patient/r-1");
+    }
+    let bp = entries
+        .iter()
+        .find(|e| e["resource"]["code"]["coding"][0]["code"] == "85354-9")
+        .unwrap();
+    assert_eq!(
+        bp["resource"]["component"][0]["valueQuantity"]["value"],
+        128.0
+    );
+
+    // A type filter narrows it; a non-vital type is a clear 400.
+    let bp_only = get(
+        &f.state,
+        &format!("{uri}&type=blood_pressure"),
+        "token-cw-01",
+    )
+    .await
+    .json();
+    assert_eq!(bp_only["entry"].as_array().unwrap().len(), 1);
+    let steps = get(&f.state, &format!("{uri}&type=checkin"), "token-cw-01").await;
+    assert_eq!(steps.status, StatusCode::BAD_REQUEST);
+    assert!(steps.text.contains("vital"), "{}", steps.text);
+
+    // Another caseworker's resident is 404 like a missing one; evaluators 403.
+    let other = get(&f.state, "/api/v1/residents/r-2/fhir", "token-cw-01").await;
+    let missing = get(&f.state, "/api/v1/residents/r-404/fhir", "token-cw-01").await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_eq!(other.text, missing.text);
+    let evaluator = get(&f.state, "/api/v1/residents/r-1/fhir", "token-ev-1").await;
+    assert_eq!(evaluator.status, StatusCode::FORBIDDEN);
+    let admin = get(&f.state, "/api/v1/residents/r-2/fhir", "token-adm-1").await;
+    assert_eq!(admin.status, StatusCode::OK);
+
+    let log = audit_log(&f.state).await;
+    let action = "GET /api/v1/residents/{id}/fhir";
+    assert!(
+        log.contains(&entry("cw-01", "caseworker", action, &["r-1"], 200)),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&entry("cw-01", "caseworker", action, &["r-2"], 404)),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&entry("ev-1", "evaluator", action, &["r-1"], 403)),
+        "{log:?}"
+    );
+}

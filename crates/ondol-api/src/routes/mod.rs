@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod dashboard;
+pub mod fhir;
 pub mod ops;
 pub mod reports;
 pub mod residents;

@@ -174,7 +174,7 @@ impl Board {
 }
 
 /// The resident `id` if it exists and is in the caller's scope.
-fn resident_in_scope<'r>(
+pub(crate) fn resident_in_scope<'r>(
     roster: &'r Roster,
     scope: &Scope,
     id: &str,
@@ -186,7 +186,7 @@ fn resident_in_scope<'r>(
         .ok_or_else(ApiError::no_resident)
 }
 
-fn path_resident(id: Result<Path<String>, PathRejection>) -> Option<String> {
+pub(crate) fn path_resident(id: Result<Path<String>, PathRejection>) -> Option<String> {
     id.ok().map(|Path(id)| id)
 }
 
@@ -258,16 +258,33 @@ pub async fn get(
     .map(Json)
 }
 
-/// The parsed query of the readings endpoint.
-struct ReadingsParams {
-    types: Vec<ReadingType>,
+/// The parsed query of the readings endpoint (and of the FHIR export).
+pub(crate) struct ReadingsParams {
+    pub(crate) types: Vec<ReadingType>,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
-fn readings_params(pairs: Vec<(String, String)>) -> Result<ReadingsParams, ApiError> {
+impl ReadingsParams {
+    /// `from <= ts < to`: `to` defaults to now, `from` to 7 days before `to`.
+    pub(crate) fn range(&self, now: Timestamp) -> Result<(Timestamp, Timestamp), ApiError> {
+        let to = self.to.unwrap_or(now);
+        let from = match self.from {
+            Some(from) => from,
+            None => to
+                .checked_sub(SignedDuration::from_hours(7 * 24))
+                .unwrap_or(Timestamp::MIN),
+        };
+        if from > to {
+            return Err(ApiError::BadRequest("from is after to".into()));
+        }
+        Ok((from, to))
+    }
+}
+
+pub(crate) fn readings_params(pairs: Vec<(String, String)>) -> Result<ReadingsParams, ApiError> {
     let mut out = ReadingsParams {
         types: Vec::new(),
         from: None,
@@ -387,16 +404,7 @@ pub async fn readings(
         if let ReadingsBackend::Elsewhere(why) = backend {
             return Err(ApiError::NotImplemented(why));
         }
-        let to = params.to.unwrap_or(now);
-        let from = match params.from {
-            Some(from) => from,
-            None => to
-                .checked_sub(SignedDuration::from_hours(7 * 24))
-                .unwrap_or(Timestamp::MIN),
-        };
-        if from > to {
-            return Err(ApiError::BadRequest("from is after to".into()));
-        }
+        let (from, to) = params.range(now)?;
         let limit = cursor::limit(params.limit, 1000, max)?;
         let after = params
             .cursor
