@@ -31,19 +31,35 @@ pub struct RequestAudit {
     pub status: u16,
 }
 
-/// Appends `record` to the store's audit log.
-pub fn append(store: &mut Store, record: &RequestAudit) -> Result<(), ApiError> {
+/// Appends `record` to the store's audit log. A read (`GET`) identical to
+/// one recorded within `repeat_window` is not recorded again (see
+/// `http.audit_repeat_window`); changes always are.
+pub fn append(
+    store: &mut Store,
+    record: &RequestAudit,
+    repeat_window: std::time::Duration,
+) -> Result<(), ApiError> {
     let residents: Vec<&str> = record.residents.iter().map(String::as_str).collect();
+    let repeated_since = if record.action.starts_with("GET ") && !repeat_window.is_zero() {
+        jiff::SignedDuration::try_from(repeat_window)
+            .ok()
+            .and_then(|window| record.at.checked_sub(window).ok())
+    } else {
+        None
+    };
     store
-        .append_audit(&AuditEntry {
-            at: record.at,
-            actor: &record.actor,
-            role: &record.role,
-            action: &record.action,
-            residents: &residents,
-            source: &record.source,
-            status: record.status,
-        })
+        .append_audit_unless_repeated(
+            &AuditEntry {
+                at: record.at,
+                actor: &record.actor,
+                role: &record.role,
+                action: &record.action,
+                residents: &residents,
+                source: &record.source,
+                status: record.status,
+            },
+            repeated_since,
+        )
         .map_err(ApiError::store("appending to the audit log"))?;
     Ok(())
 }

@@ -110,6 +110,7 @@ impl Ctx {
         } = self;
         let now = state.clock().now();
         let owner = token.as_deref().and_then(|t| state.token_owner(t));
+        let repeat_window = state.config().audit_repeat_window;
         state
             .with_store(move |store| {
                 let (actor, role, outcome) = match authenticate(store, owner) {
@@ -138,6 +139,7 @@ impl Ctx {
                         source,
                         status,
                     },
+                    repeat_window,
                 )?;
                 outcome.map(|answer| answer.value)
             })

@@ -27,6 +27,11 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Most items one page of a list may hold (`limit`).
     pub max_page_items: usize,
+    /// An identical read (same person, request, residents, answer and
+    /// address) repeated within this window is audited once; `0s` audits
+    /// every request. Changes are always audited.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub audit_repeat_window: Duration,
 }
 
 impl Default for HttpConfig {
@@ -35,6 +40,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             request_timeout: Duration::from_secs(30),
             max_page_items: 5000,
+            audit_repeat_window: Duration::from_secs(300),
         }
     }
 }

@@ -1376,3 +1376,46 @@ async fn fhir_export_is_a_bundle_of_vital_signs_in_scope_and_audited() {
         "{log:?}"
     );
 }
+
+#[tokio::test]
+async fn a_polling_dashboard_is_audited_once_per_window_and_changes_always() {
+    let f = fixture();
+    let count = |log: &[(String, String, String, Vec<String>, u16)], action: &str| {
+        log.iter()
+            .filter(|e| e.0 == "cw-01" && e.2 == action)
+            .count()
+    };
+    for _ in 0..3 {
+        let answer = get(&f.state, "/api/v1/alerts", "token-cw-01").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        f.clock.advance(SignedDuration::from_secs(3));
+    }
+    let log = audit_log(&f.state).await;
+    assert_eq!(count(&log, "GET /api/v1/alerts"), 1, "{log:?}");
+
+    // Past the five-minute window the same poll is recorded again.
+    f.clock.advance(SignedDuration::from_mins(5));
+    get(&f.state, "/api/v1/alerts", "token-cw-01").await;
+    let log = audit_log(&f.state).await;
+    assert_eq!(count(&log, "GET /api/v1/alerts"), 2, "{log:?}");
+
+    // Changes are never folded: an ack and its refused repeat are both there.
+    let ack = format!("/api/v1/alerts/{}/ack", f.alarm_r1);
+    for expected in [StatusCode::OK, StatusCode::CONFLICT] {
+        let answer = call(&f.state, "POST", &ack, Some("token-cw-01"), None).await;
+        assert_eq!(answer.status, expected, "{}", answer.text);
+    }
+    let log = audit_log(&f.state).await;
+    assert_eq!(count(&log, "POST /api/v1/alerts/{id}/ack"), 2, "{log:?}");
+
+    // With the window at 0s every request is recorded.
+    let every = fixture_with(HttpConfig {
+        audit_repeat_window: std::time::Duration::ZERO,
+        ..HttpConfig::default()
+    });
+    for _ in 0..3 {
+        get(&every.state, "/api/v1/alerts", "token-cw-01").await;
+    }
+    let log = audit_log(&every.state).await;
+    assert_eq!(count(&log, "GET /api/v1/alerts"), 3, "{log:?}");
+}

@@ -184,10 +184,53 @@ impl Store {
     /// read of the previous hash and the insert run in one exclusive
     /// transaction, so processes sharing the store never fork the chain.
     pub fn append_audit(&mut self, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
+        self.append_audit_unless_repeated(entry, None)
+            .map(|seq| seq.unwrap_or_default())
+    }
+
+    /// Like [`append_audit`](Self::append_audit), but appends nothing (and
+    /// answers `None`) when an identical entry (same actor, role, action,
+    /// residents, source and status) was appended at or after
+    /// `repeated_since`: a dashboard polling the same list every few
+    /// seconds is recorded once per window, not 29,000 times a day.
+    pub fn append_audit_unless_repeated(
+        &mut self,
+        entry: &AuditEntry<'_>,
+        repeated_since: Option<Timestamp>,
+    ) -> Result<Option<i64>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::sqlite("starting an audit append"))?;
+        let residents = serde_json::to_string(entry.residents).map_err(|e| {
+            invalid(
+                "audit_log",
+                entry.actor.to_owned(),
+                format!("residents: {e}"),
+            )
+        })?;
+        if let Some(since) = repeated_since {
+            let repeated = tx
+                .query_row(
+                    "SELECT 1 FROM audit_log WHERE actor = ?1 AND at_ms >= ?2 AND role = ?3 \
+                     AND action = ?4 AND residents = ?5 AND source = ?6 AND status = ?7 LIMIT 1",
+                    params![
+                        entry.actor,
+                        since.as_millisecond(),
+                        entry.role,
+                        entry.action,
+                        residents,
+                        entry.source,
+                        entry.status
+                    ],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(StoreError::sqlite("looking for a repeated audit entry"))?;
+            if repeated.is_some() {
+                return Ok(None);
+            }
+        }
         let last: Option<(i64, String)> = tx
             .query_row(
                 "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
@@ -201,8 +244,6 @@ impl Store {
             None => (1, GENESIS_HASH.to_owned()),
         };
         let at_ms = entry.at.as_millisecond();
-        let residents = serde_json::to_string(entry.residents)
-            .map_err(|e| invalid("audit_log", seq.to_string(), format!("residents: {e}")))?;
         let hash = Fields {
             seq,
             at_ms,
@@ -235,7 +276,7 @@ impl Store {
         .map_err(StoreError::sqlite("appending an audit entry"))?;
         tx.commit()
             .map_err(StoreError::sqlite("committing an audit entry"))?;
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     /// Walks the whole chain from the first entry: every entry's hash must
@@ -504,5 +545,50 @@ mod tests {
         }
         let verification = a.verify_audit().unwrap();
         assert_eq!((verification.entries, verification.broken), (10, None));
+    }
+
+    #[test]
+    fn a_repeat_inside_the_window_is_recorded_once() {
+        let mut store = Store::open_in_memory().unwrap();
+        let first = entry("2026-11-02T10:00:00Z", "cw-01", &["r-0001"]);
+        let since = |at: &str| Some(at.parse::<Timestamp>().unwrap());
+        assert_eq!(
+            store
+                .append_audit_unless_repeated(&first, since("2026-11-02T09:55:00Z"))
+                .unwrap(),
+            Some(1)
+        );
+        // The same poll three minutes later: nothing new.
+        let again = entry("2026-11-02T10:03:00Z", "cw-01", &["r-0001"]);
+        assert_eq!(
+            store
+                .append_audit_unless_repeated(&again, since("2026-11-02T09:58:00Z"))
+                .unwrap(),
+            None
+        );
+        // Other residents, another answer, another person: recorded.
+        let other = entry("2026-11-02T10:03:00Z", "cw-01", &["r-0001", "r-0002"]);
+        let refused = AuditEntry {
+            status: 404,
+            ..again
+        };
+        let someone = entry("2026-11-02T10:03:00Z", "cw-02", &["r-0001"]);
+        for e in [other, refused, someone] {
+            assert!(
+                store
+                    .append_audit_unless_repeated(&e, since("2026-11-02T09:58:00Z"))
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        // Past the window the same poll is recorded again.
+        let later = entry("2026-11-02T10:06:00Z", "cw-01", &["r-0001"]);
+        assert_eq!(
+            store
+                .append_audit_unless_repeated(&later, since("2026-11-02T10:01:00Z"))
+                .unwrap(),
+            Some(5)
+        );
+        assert_eq!(store.verify_audit().unwrap().entries, 5);
     }
 }

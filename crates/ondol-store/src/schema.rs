@@ -353,6 +353,8 @@ CREATE TABLE audit_log (
     hash       TEXT NOT NULL
 ) STRICT;
 CREATE INDEX audit_log_at ON audit_log (at_ms);
+-- Finding a repeated entry (a polling dashboard) by actor and time.
+CREATE INDEX audit_log_actor ON audit_log (actor, at_ms);
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
