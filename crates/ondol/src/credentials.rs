@@ -311,18 +311,16 @@ pub async fn follow_store(
     verifier: Arc<Verifier>,
     roster_updates: watch::Sender<Arc<RosterIndex>>,
     mut last: Vec<DeviceCredentialRow>,
+    // The revision `last` and the published roster were read at: a change
+    // made before this task runs its first check is still seen.
+    revision: i64,
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let (store, revision) = {
+    let store = {
         let database = source.database.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            let store = Store::open(&database)?;
-            let revision = store.roster_revision()?;
-            Ok::<_, ondol_store::StoreError>((store, revision))
-        });
-        match opened.await {
-            Ok(Ok((store, revision))) => (Arc::new(Mutex::new(store)), revision),
+        match tokio::task::spawn_blocking(move || Store::open(&database)).await {
+            Ok(Ok(store)) => Arc::new(Mutex::new(store)),
             Ok(Err(error)) => {
                 tracing::error!(error = %error, "cannot open the store to follow device credentials; revocations need a restart");
                 return;

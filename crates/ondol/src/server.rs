@@ -100,6 +100,11 @@ pub async fn run(
     let credential_rows = store
         .device_credentials()
         .context("cannot read device credentials")?;
+    // The roster revision the running parts start from: a change after
+    // this (the admin API, the CLI) is republished by the follower.
+    let roster_revision = store
+        .roster_revision()
+        .context("cannot read the roster revision")?;
     tracing::info!(
         residents = roster.residents.len(),
         devices = roster.devices.len(),
@@ -202,6 +207,7 @@ pub async fn run(
             Arc::new(Verifier::default()),
             roster_updates.clone(),
             credential_rows.clone(),
+            roster_revision,
             config.mqtt.access_reload_interval,
             shutdown.clone(),
         ));
@@ -215,6 +221,7 @@ pub async fn run(
                 database: database.clone(),
                 roster: &roster,
                 credential_rows: credential_rows.clone(),
+                roster_revision,
                 allow_anonymous,
                 roster_updates: roster_updates.clone(),
             },
@@ -378,6 +385,9 @@ async fn run_broker(config: Config, shutdown: CancellationToken) -> anyhow::Resu
     })?;
     let store = Store::open(&database)
         .with_context(|| format!("cannot open the store at {}", database.display()))?;
+    let roster_revision = store
+        .roster_revision()
+        .context("cannot read the roster revision")?;
     let roster = store.load_roster().context("cannot load the roster")?;
     let credential_rows = store
         .device_credentials()
@@ -392,6 +402,7 @@ async fn run_broker(config: Config, shutdown: CancellationToken) -> anyhow::Resu
             database,
             roster: &roster,
             credential_rows,
+            roster_revision,
             allow_anonymous: config.mqtt.allow_anonymous,
             roster_updates,
         },
@@ -412,6 +423,8 @@ struct DeviceAccess<'a> {
     database: std::path::PathBuf,
     roster: &'a ondol_model::roster::Roster,
     credential_rows: Vec<ondol_store::DeviceCredentialRow>,
+    /// The roster revision `roster` and `credential_rows` were read at.
+    roster_revision: i64,
     allow_anonymous: bool,
     roster_updates: watch::Sender<Arc<RosterIndex>>,
 }
@@ -452,6 +465,7 @@ async fn serve_devices(
         verifier,
         access.roster_updates,
         access.credential_rows,
+        access.roster_revision,
         config.mqtt.access_reload_interval,
         shutdown.clone(),
     ));
