@@ -7,6 +7,7 @@
 mod alerting;
 mod cli;
 mod compose;
+mod dashboard;
 mod external_broker;
 mod influx;
 mod ingest;

@@ -523,7 +523,8 @@
       ['Open for', timeElement(alert.opened_at, formatDuration(alert.open_seconds ?? ((now() - parseTime(alert.opened_at)) / 1000)))],
     ];
     if (alert.status === 'acknowledged') {
-      const by = alert.acknowledged_by ? ` by ${alert.acknowledged_by}` : '';
+      const mine = state.me && alert.acknowledged_by === state.me.id;
+      const by = alert.acknowledged_by ? ` by ${mine ? 'you' : alert.acknowledged_by}` : '';
       facts.push(['Status', el('span', { class: 'status-acknowledged' }, `Acknowledged${by}, ${formatAgo(alert.acknowledged_at)}`)]);
     } else {
       facts.push(['Status', 'Open, not yet acknowledged']);
