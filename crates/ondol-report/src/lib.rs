@@ -32,4 +32,30 @@ pub enum ReportError {
     Range(String),
     #[error("encoding the report: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("reading the store: {0}")]
+    Store(#[from] ondol_store::StoreError),
+}
+
+/// The utilisation report over `from..=to` straight from the store: the
+/// roster, the day and alert rollups, then [`compute`]. What `ondol report
+/// utilisation` and the HTTP API both run.
+pub fn utilisation(
+    store: &ondol_store::Store,
+    from: jiff::civil::Date,
+    to: jiff::civil::Date,
+    granularity: Granularity,
+    key: &PseudonymKey,
+) -> Result<Report, ReportError> {
+    let roster = store.load_roster()?;
+    let days = store.day_facts(from, to)?;
+    let alerts = store.alert_facts(from, to)?;
+    compute(
+        &roster.residents,
+        &days,
+        &alerts,
+        from,
+        to,
+        granularity,
+        key,
+    )
 }

@@ -272,7 +272,7 @@ fn alert_where(
     raw.map(RawAlert::into_row).transpose()
 }
 
-fn alerts_where(
+pub(crate) fn alerts_where(
     conn: &Connection,
     condition: &str,
     params: impl rusqlite::Params,

@@ -10,6 +10,7 @@
 //!   committing ingest batches.
 //! - [`alerts`]: alerts, transitions, the notification outbox and
 //!   alerting's timer state.
+//! - [`api_rows`]: the caller's staff row and pages of alerts for the HTTP API.
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
 //! - [`sink`]: the time-series sink seam ([`TimeseriesSink`]) and the
 //!   embedded SQLite sink.
@@ -25,6 +26,7 @@
 //! receipt only after that.
 
 pub mod alerts;
+pub mod api_rows;
 pub mod batch;
 mod credentials;
 mod error;
@@ -51,7 +53,8 @@ pub use credentials::{AddDevice, DeviceCredentialRow};
 pub use error::StoreError;
 pub use influx::{InfluxConfig, InfluxSink};
 pub use query::{
-    DeviceStateRow, ResidentActivityRow, ResidentDayRow, StoredReading, StoredRejection,
+    DeviceStateRow, ReadingCursor, ReadingsPage, ReadingsQuery, ResidentActivityRow,
+    ResidentDayRow, StoredReading, StoredRejection,
 };
 pub use roster_db::ImportSummary;
 pub use roster_file::{RosterProblem, parse_roster};

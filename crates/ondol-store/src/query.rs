@@ -352,6 +352,139 @@ impl Store {
             by_type,
         }))
     }
+
+    /// A resident's readings of the embedded sink, oldest first, one page at
+    /// a time: those whose device was bound to the resident at the
+    /// reading's time. Ingest attributes each reading through that binding
+    /// when it stores it (`resident_id`); a binding corrected since (ended
+    /// or removed) takes the readings it no longer covers away from the
+    /// resident. Uses the `(resident_id, ts_ms)` index. With the InfluxDB
+    /// sink the table is empty: the raw readings are in InfluxDB.
+    pub fn readings_for_resident(
+        &self,
+        query: &ReadingsQuery<'_>,
+    ) -> Result<ReadingsPage, StoreError> {
+        let types = if query.types.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&query.types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+                    .map_err(|e| invalid("readings", query.resident.to_string(), e.to_string()))?,
+            )
+        };
+        let after = query.after;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.device_id, r.reading_type, r.sensor, r.ts_ms, r.value, r.value2, r.text, \
+                   r.received_ms \
+                 FROM readings r \
+                 WHERE r.resident_id = ?1 AND r.ts_ms >= ?2 AND r.ts_ms < ?3 \
+                   AND (?4 IS NULL OR r.reading_type IN (SELECT value FROM json_each(?4))) \
+                   AND (?5 IS NULL OR (r.ts_ms, r.device_id, r.reading_type, r.sensor) > (?5, ?6, ?7, ?8)) \
+                   AND EXISTS (SELECT 1 FROM device_bindings b \
+                     WHERE b.device_id = r.device_id AND b.resident_id = r.resident_id \
+                       AND (b.from_ms IS NULL OR b.from_ms <= r.ts_ms) \
+                       AND (b.until_ms IS NULL OR r.ts_ms < b.until_ms)) \
+                 ORDER BY r.ts_ms, r.device_id, r.reading_type, r.sensor \
+                 LIMIT ?9",
+            )
+            .map_err(StoreError::sqlite("preparing the resident readings query"))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    query.resident.as_str(),
+                    query.from.as_millisecond(),
+                    query.to.as_millisecond(),
+                    types,
+                    after.map(|a| a.ts_ms),
+                    after.map(|a| a.device_id.as_str()),
+                    after.map(|a| a.reading_type.as_str()),
+                    after.map(|a| a.sensor.as_str()),
+                    // One more than asked tells whether another page follows.
+                    limit_param(query.limit.saturating_add(1)),
+                ],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, Option<f64>>(4)?,
+                        row.get::<_, Option<f64>>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                        row.get::<_, i64>(7)?,
+                    ))
+                },
+            )
+            .map_err(StoreError::sqlite("reading a resident's readings"))?;
+        let table = "readings";
+        let mut items: Vec<StoredReading> = Vec::new();
+        let mut next = None;
+        for row in rows {
+            let (device, kind, sensor, ts_ms, value, value2, text, received_ms) =
+                row.map_err(StoreError::sqlite("reading a resident's readings"))?;
+            if items.len() == query.limit {
+                next = items.last().map(|last| ReadingCursor {
+                    ts_ms: last.reading.ts.as_millisecond(),
+                    device_id: last.device_id.to_string(),
+                    reading_type: last.reading.reading_type.as_str().to_owned(),
+                    sensor: last.reading.sensor.clone().unwrap_or_default(),
+                });
+                break;
+            }
+            let key = || format!("{device} {kind} {sensor:?} {ts_ms}");
+            let reading_type = ReadingType::parse(&kind)
+                .ok_or_else(|| invalid(table, key(), format!("unknown type {kind:?}")))?;
+            let value = decode_value(reading_type, value, value2, text.as_deref())
+                .ok_or_else(|| invalid(table, key(), "value columns do not fit the type".into()))?;
+            items.push(StoredReading {
+                device_id: parse_id(&device, table, key)?,
+                resident_id: query.resident.clone(),
+                reading: Reading {
+                    reading_type,
+                    value,
+                    sensor: (!sensor.is_empty()).then_some(sensor.clone()),
+                    ts: timestamp(ts_ms, table, key)?,
+                },
+                received_at: timestamp(received_ms, table, key)?,
+            });
+        }
+        Ok(ReadingsPage { items, next })
+    }
+}
+
+/// Which of a resident's readings [`Store::readings_for_resident`] returns.
+#[derive(Debug, Clone)]
+pub struct ReadingsQuery<'a> {
+    pub resident: &'a ResidentId,
+    /// Only these types; empty = every type.
+    pub types: &'a [ReadingType],
+    /// Reading times `from <= ts < to`.
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Continue after this reading (the `next` of the previous page).
+    pub after: Option<&'a ReadingCursor>,
+    /// Most readings in the page.
+    pub limit: usize,
+}
+
+/// The position of a reading in a resident's readings: the sort key
+/// (time, device, type, sensor), which is unique (the dedupe key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadingCursor {
+    pub ts_ms: i64,
+    pub device_id: String,
+    pub reading_type: String,
+    pub sensor: String,
+}
+
+/// One page of a resident's readings, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingsPage {
+    pub items: Vec<StoredReading>,
+    /// Where the next page starts; `None` when this was the last.
+    pub next: Option<ReadingCursor>,
 }
 
 /// SQLite's LIMIT takes an i64; a larger request means "all".

@@ -837,3 +837,87 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_residents_readings_follow_the_binding_by_type_range_and_page() {
+    let (_dir, mut store) = temp_store();
+    // gw-m watched r-1 until base+100 s, then r-2.
+    let moved = format!(
+        "{ROSTER}\n[[devices]]\nid = \"gw-m\"\nresident = \"r-1\"\nkind = \"gateway\"\nbound_until = \"{}\"\n",
+        at(100)
+    );
+    store.import_roster(&roster(&moved)).unwrap();
+    let mut readings = vec![
+        heart_rate("gw-1", "r-1", 60.0, at(10)),
+        heart_rate("gw-1", "r-1", 61.0, at(20)),
+        heart_rate("gw-2", "r-2", 90.0, at(20)),
+        heart_rate("gw-m", "r-1", 70.0, at(50)),
+        new_reading(
+            "gw-1",
+            "r-1",
+            ReadingValue::Checkin(CheckinValue::Ok),
+            ReadingType::Checkin,
+            at(30),
+        ),
+    ];
+    // Stored for r-1 although gw-m no longer watched r-1 then (a binding
+    // corrected after ingest attributed it): not r-1's reading.
+    readings.push(heart_rate("gw-m", "r-1", 71.0, at(150)));
+    store.commit_batch(&batch(readings)).unwrap();
+
+    let r1 = rid("r-1");
+    let query = |types: &'static [ReadingType], limit, after| ReadingsQuery {
+        resident: &r1,
+        types,
+        from: at(0),
+        to: at(1000),
+        after,
+        limit,
+    };
+    let all = store.readings_for_resident(&query(&[], 100, None)).unwrap();
+    let seen: Vec<_> = all
+        .items
+        .iter()
+        .map(|r| (r.device_id.as_str(), r.reading.ts))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("gw-1", at(10)),
+            ("gw-1", at(20)),
+            ("gw-1", at(30)),
+            ("gw-m", at(50))
+        ]
+    );
+    assert_eq!(all.next, None);
+
+    let hr = store
+        .readings_for_resident(&query(&[ReadingType::HeartRate], 100, None))
+        .unwrap();
+    assert_eq!(hr.items.len(), 3);
+    assert!(
+        hr.items
+            .iter()
+            .all(|r| r.reading.reading_type == ReadingType::HeartRate)
+    );
+
+    // Pages of two: the cursor continues exactly after the last item.
+    let first = store.readings_for_resident(&query(&[], 2, None)).unwrap();
+    assert_eq!(first.items, all.items[..2]);
+    let cursor = first.next.clone().expect("a second page");
+    let second = store
+        .readings_for_resident(&query(&[], 2, Some(&cursor)))
+        .unwrap();
+    assert_eq!(second.items, all.items[2..]);
+    assert_eq!(second.next, None);
+
+    // The range is [from, to).
+    let ranged = store
+        .readings_for_resident(&ReadingsQuery {
+            from: at(20),
+            to: at(50),
+            ..query(&[], 100, None)
+        })
+        .unwrap();
+    assert_eq!(ranged.items.len(), 2);
+}

@@ -104,18 +104,7 @@ fn utilisation(config: &Config, args: &UtilisationArgs) -> anyhow::Result<()> {
         std::env::var(pseudonym::KEY_ENV).ok(),
         &config.storage.data_dir,
     )?;
-    let roster = store.load_roster().context("cannot read the roster")?;
-    let days = store.day_facts(args.from, args.to)?;
-    let alerts = store.alert_facts(args.from, args.to)?;
-    let report = ondol_report::compute(
-        &roster.residents,
-        &days,
-        &alerts,
-        args.from,
-        args.to,
-        granularity,
-        &key,
-    )?;
+    let report = ondol_report::utilisation(&store, args.from, args.to, granularity, &key)?;
     write(&report, args.format, &args.out)?;
     eprintln!(
         "wrote {} rows ({} suppressed) and {} residents to {}",

@@ -1,0 +1,68 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and the
+//! response types, served at `/api/v1/openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::routes::{alerts, ops, reports, residents};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ondol API",
+        description = "Remote health and safety checks for seniors who live alone: alerts, the residents' status board and readings, evaluator reports. Bearer tokens per staff member; a resident outside the caller's scope answers 404 exactly like one that does not exist."
+    ),
+    paths(
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::me,
+        alerts::list,
+        alerts::get,
+        alerts::ack,
+        alerts::resolve,
+        residents::list,
+        residents::get,
+        residents::readings,
+        reports::utilisation,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        ops::Health,
+        ops::Me,
+        alerts::Alert,
+        alerts::AlertDetail,
+        alerts::AlertTransition,
+        alerts::AlertPage,
+        alerts::AckBody,
+        alerts::ResolveBody,
+        residents::ResidentStatus,
+        residents::DeviceStatus,
+        residents::ResidentList,
+        residents::ReadingItem,
+        residents::ReadingPage,
+    )),
+    modifiers(&BearerAuth)
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+#[derive(Debug)]
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

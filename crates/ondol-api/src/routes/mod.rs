@@ -1,0 +1,7 @@
+//! The handlers, one module per area.
+
+pub mod alerts;
+pub mod dashboard;
+pub mod ops;
+pub mod reports;
+pub mod residents;

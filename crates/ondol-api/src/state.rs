@@ -1,0 +1,201 @@
+//! What every handler shares: the store connection, the token table, the
+//! clock and the process's readiness and metrics.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use ondol_model::Clock;
+use ondol_report::PseudonymKey;
+use ondol_store::Store;
+
+use crate::auth::Tokens;
+use crate::error::ApiError;
+
+/// `[http]` of the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where the API and the dashboard listen.
+    pub listen: SocketAddr,
+    /// A request not answered within this time gets 408.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub request_timeout: Duration,
+    /// Most items one page of a list may hold (`limit`).
+    pub max_page_items: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            request_timeout: Duration::from_secs(30),
+            max_page_items: 5000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Problems of values serde accepts but the API cannot use: (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.request_timeout.is_zero() {
+            out.push(("request_timeout", "must be longer than 0s".into()));
+        }
+        if self.max_page_items == 0 {
+            out.push(("max_page_items", "must be at least 1".into()));
+        }
+        out
+    }
+}
+
+/// Where raw readings can be read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadingsBackend {
+    /// The embedded sink (SQLite): `GET /residents/{id}/readings` answers.
+    Embedded,
+    /// Raw readings live elsewhere (InfluxDB); the endpoint answers 501
+    /// with this explanation.
+    Elsewhere(String),
+}
+
+/// Renders the process's metrics in the Prometheus text format.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Everything the API is built from.
+pub struct ApiParts {
+    /// The API's own connection to the store.
+    pub store: Store,
+    pub tokens: Tokens,
+    pub clock: Arc<dyn Clock>,
+    pub readings: ReadingsBackend,
+    /// `None`: `/metrics` answers 404 (no recorder installed).
+    pub metrics: Option<MetricsRender>,
+    /// Set by the binary while the ingest pipeline runs (`/readyz`).
+    pub pipeline_running: Arc<AtomicBool>,
+    /// For evaluator reports; `None`: the report endpoint answers 501.
+    pub pseudonym_key: Option<PseudonymKey>,
+    pub config: HttpConfig,
+}
+
+impl fmt::Debug for ApiParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiParts")
+            .field("store", &self.store)
+            .field("tokens", &self.tokens)
+            .field("readings", &self.readings)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One connection, used on blocking threads one request at a time.
+    /// SQLite in WAL mode lets it read while ingest writes.
+    store: Mutex<Store>,
+    tokens: RwLock<Tokens>,
+    clock: Arc<dyn Clock>,
+    readings: ReadingsBackend,
+    metrics: Option<MetricsRender>,
+    pipeline_running: Arc<AtomicBool>,
+    pseudonym_key: Option<PseudonymKey>,
+    config: HttpConfig,
+}
+
+impl fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiState")
+            .field("readings", &self.inner.readings)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    pub fn new(parts: ApiParts) -> ApiState {
+        ApiState {
+            inner: Arc::new(Inner {
+                store: Mutex::new(parts.store),
+                tokens: RwLock::new(parts.tokens),
+                clock: parts.clock,
+                readings: parts.readings,
+                metrics: parts.metrics,
+                pipeline_running: parts.pipeline_running,
+                pseudonym_key: parts.pseudonym_key,
+                config: parts.config,
+            }),
+        }
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    pub fn readings(&self) -> &ReadingsBackend {
+        &self.inner.readings
+    }
+
+    pub fn metrics(&self) -> Option<&MetricsRender> {
+        self.inner.metrics.as_ref()
+    }
+
+    pub fn pseudonym_key(&self) -> Option<&PseudonymKey> {
+        self.inner.pseudonym_key.as_ref()
+    }
+
+    pub fn pipeline_running(&self) -> bool {
+        self.inner.pipeline_running.load(Ordering::Acquire)
+    }
+
+    /// The staff id a bearer token belongs to.
+    pub fn token_owner(&self, token: &str) -> Option<ondol_model::StaffId> {
+        let tokens = self
+            .inner
+            .tokens
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.lookup(token).cloned()
+    }
+
+    /// Replaces the token table (e.g. after staff changed).
+    pub fn set_tokens(&self, tokens: Tokens) {
+        let mut current = self
+            .inner
+            .tokens
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = tokens;
+    }
+
+    /// Runs `work` with the store on a blocking thread.
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = state
+                .inner
+                .store
+                .lock()
+                .map_err(|_| ApiError::internal("locking the store", "a request panicked"))?;
+            work(&mut store)
+        })
+        .await
+        .map_err(|error| ApiError::internal("running a store task", error))?
+    }
+}

@@ -1,0 +1,919 @@
+//! Router tests: the whole app driven with `oneshot`, per role, allowed and
+//! refused, over an in-memory store with a manual clock.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use ondol_model::alert::{Rule, Severity};
+use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
+use ondol_model::{DeviceId, ManualClock, Reading, ResidentId, StaffId};
+use ondol_store::alerts::NewAlert;
+use ondol_store::{Batch, NewReading, Store};
+
+use crate::*;
+
+const ROSTER: &str = r#"
+[[residents]]
+id = "r-1"
+name = "Test Resident One"
+timezone = "Asia/Seoul"
+region = "gangjin"
+enrolled_from = "2026-01-01"
+caseworker = "cw-01"
+
+[[residents]]
+id = "r-2"
+name = "Test Resident Two"
+timezone = "Asia/Seoul"
+region = "gangjin"
+enrolled_from = "2026-01-01"
+caseworker = "cw-02"
+
+[[residents]]
+id = "r-3"
+name = "Test Resident Three"
+timezone = "Europe/Lisbon"
+region = "alentejo"
+enrolled_from = "2026-01-01"
+caseworker = "cw-02"
+away = [{ from = "2026-11-20", until = "2026-12-05", reason = "family" }]
+
+[[devices]]
+id = "gw-1"
+resident = "r-1"
+kind = "gateway"
+
+[[devices]]
+id = "wr-1"
+resident = "r-1"
+kind = "wearable"
+
+[[devices]]
+id = "gw-2"
+resident = "r-2"
+kind = "gateway"
+
+[[staff]]
+id = "cw-01"
+name = "Park Ji-hoon"
+role = "caseworker"
+
+[[staff]]
+id = "cw-02"
+name = "Choi Min-seo"
+role = "caseworker"
+
+[[staff]]
+id = "sup-g"
+name = "Supervisor Gangjin"
+role = "supervisor"
+region = "gangjin"
+
+[[staff]]
+id = "ev-1"
+name = "Evaluator"
+role = "evaluator"
+
+[[staff]]
+id = "adm-1"
+name = "Admin"
+role = "admin"
+"#;
+
+/// 2026-11-27 00:00:00 UTC.
+fn base() -> Timestamp {
+    Timestamp::from_second(1_795_737_600).unwrap()
+}
+
+fn at(minutes: i64) -> Timestamp {
+    base() + SignedDuration::from_mins(minutes)
+}
+
+struct Fixture {
+    state: ApiState,
+    clock: ManualClock,
+    pipeline: Arc<AtomicBool>,
+    alarm_r1: i64,
+    caution_r1: i64,
+    alert_r2: i64,
+    system: i64,
+}
+
+fn reading(
+    device: &str,
+    resident: &str,
+    kind: ReadingType,
+    value: ReadingValue,
+    ts: Timestamp,
+) -> NewReading {
+    let local = ts.to_zoned(TimeZone::get("Asia/Seoul").unwrap());
+    let reading = Reading {
+        reading_type: kind,
+        value,
+        sensor: None,
+        ts,
+    };
+    NewReading {
+        device_id: DeviceId::new(device).unwrap(),
+        resident_id: ResidentId::new(resident).unwrap(),
+        counts_as_activity: reading.shows_activity(),
+        checkin_in_window: false,
+        reading,
+        received_at: ts,
+        local_date: local.date(),
+        local_hour: u8::try_from(local.hour()).unwrap(),
+    }
+}
+
+fn raise(
+    store: &mut Store,
+    rule: Rule,
+    resident: Option<&str>,
+    severity: Severity,
+    opened: Timestamp,
+) -> i64 {
+    let new = NewAlert {
+        rule,
+        subject: resident.unwrap_or("system").to_owned(),
+        resident_id: resident.map(|r| ResidentId::new(r).unwrap()),
+        device_id: None,
+        episode: format!("{opened}"),
+        severity,
+        cause: "no_checkin".into(),
+        local_date: None,
+        opened_at: opened,
+        next_escalation_at: None,
+    };
+    match store.raise_alert(&new, |_| Vec::new()).unwrap() {
+        ondol_store::alerts::Raised::New(row) => row.id,
+        other => panic!("not raised: {other:?}"),
+    }
+}
+
+fn fixture() -> Fixture {
+    let mut store = Store::open_in_memory().unwrap();
+    let roster = ondol_store::parse_roster(ROSTER, "test.toml").unwrap();
+    store.import_roster(&roster).unwrap();
+    let mut readings = Vec::new();
+    for i in 0..5 {
+        readings.push(reading(
+            "wr-1",
+            "r-1",
+            ReadingType::HeartRate,
+            ReadingValue::Number(70.0 + f64::from(i)),
+            at(i64::from(i) * 10),
+        ));
+    }
+    readings.push(reading(
+        "wr-1",
+        "r-1",
+        ReadingType::BloodPressure,
+        ReadingValue::BloodPressure {
+            systolic: 128.0,
+            diastolic: 82.0,
+        },
+        at(5),
+    ));
+    readings.push(reading(
+        "gw-1",
+        "r-1",
+        ReadingType::Checkin,
+        ReadingValue::Checkin(CheckinValue::Ok),
+        at(6),
+    ));
+    readings.push(reading(
+        "gw-2",
+        "r-2",
+        ReadingType::HeartRate,
+        ReadingValue::Number(90.0),
+        at(7),
+    ));
+    store
+        .commit_batch(&Batch {
+            readings,
+            ..Batch::default()
+        })
+        .unwrap();
+    let caution_r1 = raise(
+        &mut store,
+        Rule::Inactivity,
+        Some("r-1"),
+        Severity::Caution,
+        at(1),
+    );
+    let alarm_r1 = raise(
+        &mut store,
+        Rule::MissedCheckin,
+        Some("r-1"),
+        Severity::Alarm,
+        at(2),
+    );
+    let alert_r2 = raise(
+        &mut store,
+        Rule::MissedCheckin,
+        Some("r-2"),
+        Severity::Alarm,
+        at(3),
+    );
+    let system = raise(
+        &mut store,
+        Rule::SystemOutage,
+        None,
+        Severity::Critical,
+        at(4),
+    );
+    let clock = ManualClock::new(at(60));
+    let pipeline = Arc::new(AtomicBool::new(false));
+    let tokens = Tokens::new(
+        [
+            ("cw-01", "token-cw-01"),
+            ("cw-02", "token-cw-02"),
+            ("sup-g", "token-sup-g"),
+            ("ev-1", "token-ev-1"),
+            ("adm-1", "token-adm-1"),
+        ]
+        .map(|(id, token)| (StaffId::new(id).unwrap(), token.to_owned())),
+    );
+    let state = ApiState::new(ApiParts {
+        store,
+        tokens,
+        clock: Arc::new(clock.clone()),
+        readings: ReadingsBackend::Embedded,
+        metrics: None,
+        pipeline_running: pipeline.clone(),
+        pseudonym_key: Some(ondol_report::PseudonymKey::new(vec![7u8; 32]).unwrap()),
+        config: HttpConfig::default(),
+    });
+    Fixture {
+        state,
+        clock,
+        pipeline,
+        alarm_r1,
+        caution_r1,
+        alert_r2,
+        system,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn call(
+    state: &ApiState,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(body) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(body.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app(state.clone())
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        text: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn get(state: &ApiState, uri: &str, token: &str) -> Answer {
+    call(state, "GET", uri, Some(token), None).await
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_token_is_401_everywhere() {
+    let f = fixture();
+    for uri in [
+        "/api/v1/me",
+        "/api/v1/alerts",
+        "/api/v1/alerts/1",
+        "/api/v1/residents",
+        "/api/v1/residents/r-1",
+        "/api/v1/residents/r-1/readings",
+        "/api/v1/reports/utilisation?from=2026-01-01&to=2026-01-31",
+    ] {
+        for token in [None, Some("wrong"), Some("")] {
+            let answer = call(&f.state, "GET", uri, token, None).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{uri} {token:?}");
+            assert_eq!(answer.error_code(), "unauthorized");
+            assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
+        }
+    }
+    let answer = call(
+        &f.state,
+        "POST",
+        "/api/v1/alerts/1/ack",
+        Some("wrong"),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn me_names_the_caller() {
+    let f = fixture();
+    let answer = get(&f.state, "/api/v1/me", "token-cw-01").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.json(),
+        json!({"id": "cw-01", "name": "Park Ji-hoon", "role": "caseworker", "region": null})
+    );
+    let sup = get(&f.state, "/api/v1/me", "token-sup-g").await.json();
+    assert_eq!(sup["region"], "gangjin");
+}
+
+#[tokio::test]
+async fn a_caseworker_sees_only_their_residents_and_others_are_404_like_missing_ones() {
+    let f = fixture();
+    let board = get(&f.state, "/api/v1/residents", "token-cw-01").await;
+    assert_eq!(board.status, StatusCode::OK);
+    let items = board.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    let r1 = &items[0];
+    assert_eq!(r1["id"], "r-1");
+    assert_eq!(r1["name"], "Test Resident One");
+    assert_eq!(r1["timezone"], "Asia/Seoul");
+    assert_eq!(r1["caseworker"], "cw-01");
+    assert_eq!(r1["open_alerts"], 2);
+    assert_eq!(r1["highest_severity"], "alarm");
+    assert_eq!(r1["away"], false);
+    assert_eq!(r1["last_checkin_at"], at(6).to_string());
+    let devices: Vec<&str> = r1["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, ["gw-1", "wr-1"]);
+
+    let other = get(&f.state, "/api/v1/residents/r-2", "token-cw-01").await;
+    let missing = get(&f.state, "/api/v1/residents/r-404", "token-cw-01").await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_eq!(other.text, missing.text, "never reveal existence");
+    for uri in [
+        "/api/v1/residents/r-2/readings",
+        "/api/v1/residents/r-404/readings",
+    ] {
+        let answer = get(&f.state, uri, "token-cw-01").await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer.text, missing.text);
+    }
+    let own = get(&f.state, "/api/v1/residents/r-1", "token-cw-01").await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert_eq!(own.json()["id"], "r-1");
+}
+
+#[tokio::test]
+async fn supervisors_see_their_region_and_admins_everyone() {
+    let f = fixture();
+    let ids = |answer: Answer| -> Vec<String> {
+        answer.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let sup = ids(get(&f.state, "/api/v1/residents", "token-sup-g").await);
+    assert_eq!(sup, ["r-1", "r-2"]);
+    let admin = ids(get(&f.state, "/api/v1/residents", "token-adm-1").await);
+    assert_eq!(admin.len(), 3);
+    assert_eq!(
+        get(&f.state, "/api/v1/residents/r-3", "token-sup-g")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r3 = get(&f.state, "/api/v1/residents/r-3", "token-adm-1")
+        .await
+        .json();
+    assert_eq!(r3["away"], true, "2026-11-27 is inside the away period");
+}
+
+#[tokio::test]
+async fn evaluators_get_reports_and_never_resident_data() {
+    let f = fixture();
+    for uri in [
+        "/api/v1/residents",
+        "/api/v1/residents/r-1",
+        "/api/v1/residents/r-1/readings?type=heart_rate",
+        "/api/v1/alerts",
+        "/api/v1/alerts/1",
+    ] {
+        let answer = get(&f.state, uri, "token-ev-1").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{uri}");
+        assert_eq!(answer.error_code(), "forbidden");
+    }
+    let ack = call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/alerts/{}/ack", f.alarm_r1),
+        Some("token-ev-1"),
+        None,
+    )
+    .await;
+    assert_eq!(ack.status, StatusCode::FORBIDDEN);
+
+    let report = get(
+        &f.state,
+        "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&granularity=week",
+        "token-ev-1",
+    )
+    .await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.text);
+    assert!(report.json().is_object());
+    assert!(
+        !report.text.contains("Test Resident"),
+        "no names in reports"
+    );
+    assert!(
+        !report.text.contains("\"r-1\""),
+        "no resident ids in reports"
+    );
+    let csv = get(
+        &f.state,
+        "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&format=csv",
+        "token-adm-1",
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    for (uri, status) in [
+        (
+            "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/api/v1/reports/utilisation?from=2026-12-01&to=2026-11-30",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let token = if status == StatusCode::FORBIDDEN {
+            "token-cw-01"
+        } else {
+            "token-ev-1"
+        };
+        assert_eq!(get(&f.state, uri, token).await.status, status, "{uri}");
+    }
+    for uri in [
+        "/api/v1/reports/utilisation?from=2026-11-01",
+        "/api/v1/reports/utilisation?from=nope&to=2026-11-30",
+        "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&granularity=year",
+        "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&format=pdf",
+    ] {
+        assert_eq!(
+            get(&f.state, uri, "token-ev-1").await.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn readings_by_type_range_and_page() {
+    let f = fixture();
+    let uri = format!(
+        "/api/v1/residents/r-1/readings?from={}&to={}",
+        at(0),
+        at(60)
+    );
+    let all = get(&f.state, &uri, "token-cw-01").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let items = all.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 7);
+    assert_eq!(
+        items[0],
+        json!({"at": at(0).to_string(), "device_id": "wr-1", "type": "heart_rate", "value": 70.0, "unit": "/min", "sensor": null})
+    );
+    assert!(items.iter().any(|r| r
+        == &json!({"at": at(5).to_string(), "device_id": "wr-1", "type": "blood_pressure", "systolic": 128.0, "diastolic": 82.0, "unit": "mm[Hg]", "sensor": null})));
+    assert!(items.iter().any(|r| r
+        == &json!({"at": at(6).to_string(), "device_id": "gw-1", "type": "checkin", "text": "ok", "unit": null, "sensor": null})));
+
+    // Type filter, repeated and comma-separated.
+    let bp = get(
+        &f.state,
+        &format!("{uri}&type=blood_pressure,checkin"),
+        "token-cw-01",
+    )
+    .await
+    .json();
+    assert_eq!(bp["items"].as_array().unwrap().len(), 2);
+    let bp = get(
+        &f.state,
+        &format!("{uri}&type=blood_pressure&type=checkin"),
+        "token-cw-01",
+    )
+    .await
+    .json();
+    assert_eq!(bp["items"].as_array().unwrap().len(), 2);
+
+    // Default range: the 7 days before now (the clock is at +60 min).
+    let default = get(
+        &f.state,
+        "/api/v1/residents/r-1/readings?type=heart_rate",
+        "token-cw-01",
+    )
+    .await
+    .json();
+    assert_eq!(default["items"].as_array().unwrap().len(), 5);
+    f.clock.advance(SignedDuration::from_hours(8 * 24));
+    let later = get(&f.state, "/api/v1/residents/r-1/readings", "token-cw-01")
+        .await
+        .json();
+    assert_eq!(later["items"].as_array().unwrap().len(), 0);
+
+    // Pages of three, following next_cursor to the end.
+    let mut seen = Vec::new();
+    let mut next = format!("{uri}&limit=3");
+    loop {
+        let page = get(&f.state, &next, "token-cw-01").await.json();
+        seen.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => next = format!("{uri}&limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, items);
+
+    for bad in [
+        format!("{uri}&type=pulse"),
+        format!("{uri}&limit=0"),
+        format!("{uri}&limit=many"),
+        format!("{uri}&cursor=zz"),
+        "/api/v1/residents/r-1/readings?from=yesterday".to_owned(),
+        format!(
+            "/api/v1/residents/r-1/readings?from={}&to={}",
+            at(60),
+            at(0)
+        ),
+    ] {
+        let answer = get(&f.state, &bad, "token-cw-01").await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            answer.text
+        );
+        assert_eq!(answer.error_code(), "bad_request");
+    }
+}
+
+#[tokio::test]
+async fn readings_kept_in_influxdb_are_a_clear_501() {
+    let f = fixture();
+    let store = Store::open_in_memory().unwrap();
+    let state = ApiState::new(ApiParts {
+        store,
+        tokens: Tokens::new([(StaffId::new("adm-1").unwrap(), "t".to_owned())]),
+        clock: Arc::new(f.clock.clone()),
+        readings: ReadingsBackend::Elsewhere("raw readings are kept in InfluxDB".into()),
+        metrics: None,
+        pipeline_running: f.pipeline.clone(),
+        pseudonym_key: None,
+        config: HttpConfig::default(),
+    });
+    state
+        .with_store(|store| {
+            store
+                .import_roster(&ondol_store::parse_roster(ROSTER, "t").unwrap())
+                .map_err(ApiError::store("import"))
+        })
+        .await
+        .unwrap();
+    let answer = get(&state, "/api/v1/residents/r-1/readings", "t").await;
+    assert_eq!(answer.status, StatusCode::NOT_IMPLEMENTED);
+    assert!(answer.text.contains("InfluxDB"), "{}", answer.text);
+}
+
+#[tokio::test]
+async fn alerts_are_listed_most_urgent_first_within_scope() {
+    let f = fixture();
+    let ids = |answer: &Answer| -> Vec<i64> {
+        answer.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect()
+    };
+    let cw1 = get(&f.state, "/api/v1/alerts", "token-cw-01").await;
+    assert_eq!(cw1.status, StatusCode::OK, "{}", cw1.text);
+    assert_eq!(ids(&cw1), [f.alarm_r1, f.caution_r1]);
+    let first = &cw1.json()["items"][0];
+    assert_eq!(first["rule"], "missed_checkin");
+    assert_eq!(first["severity"], "alarm");
+    assert_eq!(first["status"], "open");
+    assert_eq!(first["resident_name"], "Test Resident One");
+    assert_eq!(first["opened_at"], at(2).to_string());
+    assert_eq!(first["open_seconds"], 58 * 60);
+    assert_eq!(first["acknowledged_by"], Value::Null);
+    assert_eq!(cw1.json()["next_cursor"], Value::Null);
+
+    let sup = get(&f.state, "/api/v1/alerts", "token-sup-g").await;
+    assert_eq!(ids(&sup), [f.system, f.alarm_r1, f.alert_r2, f.caution_r1]);
+    let admin = get(
+        &f.state,
+        "/api/v1/alerts?rule=missed_checkin",
+        "token-adm-1",
+    )
+    .await;
+    assert_eq!(ids(&admin), [f.alarm_r1, f.alert_r2]);
+    let filtered = get(&f.state, "/api/v1/alerts?resident=r-2", "token-cw-01").await;
+    assert_eq!(
+        ids(&filtered),
+        Vec::<i64>::new(),
+        "another's resident yields nothing"
+    );
+
+    // Pages of one follow the same order.
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/alerts?limit=1".to_owned();
+    loop {
+        let page = get(&f.state, &uri, "token-sup-g").await;
+        seen.extend(ids(&page));
+        match page.json()["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/v1/alerts?limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids(&sup));
+
+    for bad in [
+        "/api/v1/alerts?status=closed",
+        "/api/v1/alerts?rule=nope",
+        "/api/v1/alerts?limit=-1",
+        "/api/v1/alerts?cursor=abc",
+        "/api/v1/alerts/abc",
+    ] {
+        assert_eq!(
+            get(&f.state, bad, "token-cw-01").await.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn working_an_alert_ack_then_resolve_with_conflicts_and_bad_outcomes() {
+    let f = fixture();
+    let id = f.alarm_r1;
+    let ack_uri = format!("/api/v1/alerts/{id}/ack");
+    let resolve_uri = format!("/api/v1/alerts/{id}/resolve");
+
+    // Another caseworker cannot see it, let alone work it.
+    for (method, uri) in [
+        ("GET", format!("/api/v1/alerts/{id}")),
+        ("POST", ack_uri.clone()),
+        ("POST", resolve_uri.clone()),
+    ] {
+        let answer = call(
+            &f.state,
+            method,
+            &uri,
+            Some("token-cw-02"),
+            Some(json!({"outcome": "resident_ok"})),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {uri}");
+    }
+    assert_eq!(
+        get(&f.state, "/api/v1/alerts/99999", "token-cw-01")
+            .await
+            .text,
+        get(
+            &f.state,
+            &format!("/api/v1/alerts/{}", f.alert_r2),
+            "token-cw-01"
+        )
+        .await
+        .text
+    );
+
+    let acked = call(
+        &f.state,
+        "POST",
+        &ack_uri,
+        Some("token-cw-01"),
+        Some(json!({"note": "calling her"})),
+    )
+    .await;
+    assert_eq!(acked.status, StatusCode::OK, "{}", acked.text);
+    let acked = acked.json();
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["acknowledged_by"], "cw-01");
+    assert_eq!(acked["acknowledged_at"], at(60).to_string());
+
+    let again = call(&f.state, "POST", &ack_uri, Some("token-cw-01"), None).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.error_code(), "conflict");
+
+    for body in [
+        json!({"outcome": "cleared_by_resident"}),
+        json!({"outcome": "fine"}),
+        json!({"note": "no outcome"}),
+    ] {
+        let answer = call(
+            &f.state,
+            "POST",
+            &resolve_uri,
+            Some("token-cw-01"),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            answer.text
+        );
+    }
+    let garbage = call(&f.state, "POST", &resolve_uri, Some("token-cw-01"), None).await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+
+    f.clock.advance(SignedDuration::from_mins(5));
+    let resolved = call(
+        &f.state,
+        "POST",
+        &resolve_uri,
+        Some("token-cw-01"),
+        Some(json!({"outcome": "resident_ok", "note": "she was in the garden"})),
+    )
+    .await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.text);
+    let resolved = resolved.json();
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["outcome"], "resident_ok");
+    assert_eq!(resolved["resolved_by"], "cw-01");
+    assert_eq!(resolved["open_seconds"], 63 * 60);
+
+    let twice = call(
+        &f.state,
+        "POST",
+        &resolve_uri,
+        Some("token-cw-01"),
+        Some(json!({"outcome": "resident_ok"})),
+    )
+    .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    let late_ack = call(&f.state, "POST", &ack_uri, Some("token-cw-01"), None).await;
+    assert_eq!(late_ack.status, StatusCode::CONFLICT);
+
+    let detail = get(&f.state, &format!("/api/v1/alerts/{id}"), "token-cw-01")
+        .await
+        .json();
+    let events: Vec<(&str, &str)> = detail["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["event"].as_str().unwrap(), t["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("opened", "system"),
+            ("acknowledged", "cw-01"),
+            ("resolved", "cw-01")
+        ]
+    );
+    assert_eq!(detail["transitions"][2]["note"], "she was in the garden");
+
+    let active = get(&f.state, "/api/v1/alerts", "token-cw-01").await.json();
+    assert_eq!(active["items"].as_array().unwrap().len(), 1);
+    let resolved_list = get(&f.state, "/api/v1/alerts?status=resolved", "token-cw-01").await;
+    assert_eq!(
+        resolved_list.status,
+        StatusCode::OK,
+        "{}",
+        resolved_list.text
+    );
+    let resolved_list = resolved_list.json();
+    assert_eq!(resolved_list["items"][0]["id"], id);
+}
+
+#[tokio::test]
+async fn operations_endpoints_and_the_dashboard_files() {
+    let f = fixture();
+    let health = call(&f.state, "GET", "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let not_ready = call(&f.state, "GET", "/readyz", None, None).await;
+    assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(not_ready.json()["pipeline"], false);
+    f.pipeline.store(true, Ordering::Release);
+    let ready = call(&f.state, "GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["store"], true);
+    assert_eq!(
+        call(&f.state, "GET", "/metrics", None, None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    for (uri, kind) in [
+        ("/", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
+        let answer = call(&f.state, "GET", uri, None, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}");
+        assert!(
+            answer.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        assert_eq!(answer.headers[header::CACHE_CONTROL], "no-cache");
+    }
+    let unknown = call(
+        &f.state,
+        "GET",
+        "/api/v1/nothing",
+        Some("token-cw-01"),
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.error_code(), "not_found");
+
+    let doc = call(&f.state, "GET", "/api/v1/openapi.json", None, None)
+        .await
+        .json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/alerts",
+        "/api/v1/alerts/{id}/resolve",
+        "/api/v1/residents/{id}/readings",
+        "/api/v1/me",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["Alert"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn metrics_render_through_the_installed_recorder() {
+    let f = fixture();
+    let state = ApiState::new(ApiParts {
+        store: Store::open_in_memory().unwrap(),
+        tokens: Tokens::default(),
+        clock: Arc::new(f.clock.clone()),
+        readings: ReadingsBackend::Embedded,
+        metrics: Some(Arc::new(|| "ondol_test_total 1\n".to_owned())),
+        pipeline_running: f.pipeline.clone(),
+        pseudonym_key: None,
+        config: HttpConfig::default(),
+    });
+    let answer = call(&state, "GET", "/metrics", None, None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(answer.text, "ondol_test_total 1\n");
+}
