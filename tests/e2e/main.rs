@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod alerting;
+mod api;
 mod cli;
 mod compose;
 mod dashboard;

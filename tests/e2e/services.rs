@@ -408,6 +408,6 @@ impl Drop for OndolProcess {
 /// roster, debug logs of ingest.
 pub fn base_config(mqtt_port: u16, data_dir: &Path, roster: &Path) -> String {
     format!(
-        "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n# Test devices connect without secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data_dir:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n"
+        "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n# Test devices connect without secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data_dir:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
     )
 }

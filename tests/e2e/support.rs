@@ -135,7 +135,7 @@ impl TestServer {
         let mqtt_port = free_port();
         let config_path = dir.path().join("ondol.toml");
         let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n{mqtt_extra}\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n{extra_config}\n",
+            "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n{mqtt_extra}\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[log]\nfilter = \"info,ondol_ingest=debug\"\n[http]\nlisten = \"127.0.0.1:0\"\n{extra_config}\n",
             data = dir.path().join("data"),
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -546,5 +546,37 @@ impl TestServer {
     /// The running process's id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+}
+
+impl TestServer {
+    /// `http://127.0.0.1:PORT` of the HTTP API, from the last "ondol
+    /// ready" line (test servers listen on port 0: the system picks one).
+    pub fn http_base(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("ondol ready"))
+            .last()
+            .expect("the server logged \"ondol ready\"");
+        // Strip ANSI colour codes, then read the `http=` field.
+        let mut plain = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        let addr = plain
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("http="))
+            .unwrap_or_else(|| panic!("no http= in {plain:?}"));
+        format!("http://{addr}")
     }
 }

@@ -65,7 +65,7 @@ impl ServerUnderTest {
             }
         };
         let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{ondol_port}\"\n# Bench devices have no secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n[log]\nfilter = \"warn,ondol::server=info\"\n",
+            "[mqtt]\nlisten = \"127.0.0.1:{ondol_port}\"\n# Bench devices have no secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n[log]\nfilter = \"warn,ondol::server=info\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
             data = server.dir.path().join("data"),
             roster = server.dir.path().join("registry.toml"),
         );

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ondol_alerting::AlertingConfig;
+use ondol_api::HttpConfig;
 use ondol_broker::BrokerConfig;
 use ondol_ingest::IngestConfig;
 use serde::Deserialize;
@@ -31,6 +32,7 @@ pub struct Config {
     pub log: LogConfig,
     pub simulator: SimulatorConfig,
     pub alerting: AlertingConfig,
+    pub http: HttpConfig,
     /// The merged tree, for `config print`.
     pub merged: toml::Table,
 }
@@ -216,6 +218,7 @@ impl Config {
         let log = section::<LogConfig>(&merged, "log", &origins, &mut problems);
         let simulator = section::<SimulatorConfig>(&merged, "simulator", &origins, &mut problems);
         let alerting = section::<AlertingConfig>(&merged, "alerting", &origins, &mut problems);
+        let http = section::<HttpConfig>(&merged, "http", &origins, &mut problems);
         for key in merged.keys() {
             if ![
                 "mqtt",
@@ -226,13 +229,14 @@ impl Config {
                 "log",
                 "simulator",
                 "alerting",
+                "http",
             ]
             .contains(&key.as_str())
             {
                 problems.push(ConfigProblem {
                     origin: origins.of(key),
                     key: key.clone(),
-                    message: "unknown section; the sections are mqtt, ingest, storage, registry, timeseries, log, simulator and alerting".into(),
+                    message: "unknown section; the sections are mqtt, ingest, storage, registry, timeseries, log, simulator, alerting and http".into(),
                 });
             }
         }
@@ -247,8 +251,9 @@ impl Config {
             Some(log),
             Some(simulator),
             Some(alerting),
+            Some(http),
         ) = (
-            mqtt, ingest, storage, registry, timeseries, log, simulator, alerting,
+            mqtt, ingest, storage, registry, timeseries, log, simulator, alerting, http,
         )
         else {
             return Err(ConfigErrors {
@@ -265,6 +270,7 @@ impl Config {
             log,
             simulator,
             alerting,
+            http,
             merged,
         };
         problems.extend(config.semantic_problems(&origins));
@@ -293,6 +299,9 @@ impl Config {
         }
         for (key, message) in self.alerting.problems() {
             problem(&format!("alerting.{key}"), message);
+        }
+        for (key, message) in self.http.problems() {
+            problem(&format!("http.{key}"), message);
         }
         if self.mqtt.max_connections == 0 {
             problem("mqtt.max_connections", "must be at least 1".into());
@@ -627,6 +636,10 @@ mod tests {
         assert_eq!(loaded.retry_max_delay, alerting.retry_max_delay);
         assert_eq!(loaded.give_up_after, alerting.give_up_after);
         assert_eq!(loaded.vital_bands, alerting.vital_bands);
+        let http = HttpConfig::default();
+        assert_eq!(config.http.listen, http.listen);
+        assert_eq!(config.http.request_timeout, http.request_timeout);
+        assert_eq!(config.http.max_page_items, http.max_page_items);
         let influx = ondol_store::InfluxConfig::default();
         let loaded = &config.timeseries.influxdb;
         assert_eq!(

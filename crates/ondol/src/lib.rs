@@ -5,6 +5,7 @@
 //! - [`alerts_cli`]: `ondol alerts list|ack|resolve`.
 //! - [`cli`]: commands and their `--help`.
 //! - [`config`]: layered configuration and its validation.
+//! - [`http`]: the HTTP API's start-up and shutdown in `ondol run`.
 //! - [`roster`]: loading the roster file into the store.
 //! - [`server`]: `ondol run`: start-up and ordered shutdown.
 //! - [`simulate`]: `ondol simulate` and the `--demo` fleet.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod device_cli;
+pub mod http;
 pub mod logging;
 pub mod report_cli;
 pub mod roster;

@@ -8,13 +8,16 @@
 //!    be acknowledged and dropped by rumqttd);
 //! 5. with `--demo`, the simulated fleet.
 //!
+//! The HTTP API starts right after step 1 (it answers `/readyz` with 503
+//! until step 4) and stops last.
+//!
 //! `--role broker` runs only step 2's broker (with its listener);
 //! `--role ingest` runs steps 1 and 3 against an external broker. The API
 //! and alerting roles come with those parts.
 //!
 //! Shutdown (Ctrl-C, SIGTERM): the fleet stops, ingest stops reading, commits
-//! its last batch and publishes its receipts; a hard timeout names what is
-//! still pending.
+//! its last batch and publishes its receipts, alerting persists its state,
+//! then HTTP stops; a hard timeout names what is still pending.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +106,12 @@ pub async fn run(
         staff = roster.staff.len(),
         "roster loaded"
     );
+    // The HTTP API runs where the whole system runs; it stops last.
+    let http = if options.role == Role::All {
+        Some(crate::http::start(&config, &roster).await?)
+    } else {
+        None
+    };
     // Credential changes republish the roster through this sender while the
     // server runs.
     let (roster_updates, roster_index) = watch::channel(Arc::new(RosterIndex::new(&roster)));
@@ -210,8 +219,12 @@ pub async fn run(
         _ => None,
     };
 
+    if let Some(http) = &http {
+        http.set_pipeline_running(true);
+    }
     tracing::info!(
         mqtt = %config.mqtt.listen,
+        http = %http.as_ref().map_or_else(|| "-".to_owned(), |h| h.addr.to_string()),
         mqtt_tls = ?tls_front.as_ref().map(|front| front.addr),
         broker = %config.ingest.broker,
         data_dir = %data_dir.display(),
@@ -225,6 +238,9 @@ pub async fn run(
     };
     if let Some(result) = early_exit {
         fleet_shutdown.cancel();
+        if let Some(http) = http {
+            http.stop().await;
+        }
         return match result {
             Ok(Ok(())) => Err(anyhow::anyhow!("ingest stopped unexpectedly")),
             Ok(Err(error)) => Err(error).context("ingest failed"),
@@ -233,6 +249,10 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: stopping intake, committing the last batch");
+    if let Some(http) = &http {
+        // Not ready any more; still answering until everything drained.
+        http.set_pipeline_running(false);
+    }
     fleet_shutdown.cancel();
     if let Some(fleet) = fleet {
         match tokio::time::timeout(Duration::from_secs(10), fleet).await {
@@ -256,6 +276,9 @@ pub async fn run(
                 "alerting did not stop within {DRAIN_TIMEOUT:?}; undelivered notifications stay in the outbox"
             ),
         }
+    }
+    if let Some(http) = http {
+        http.stop().await;
     }
     match drained {
         Ok(Ok(Ok(()))) => {

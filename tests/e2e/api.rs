@@ -1,0 +1,267 @@
+//! The HTTP API end to end: the real `ondol run` with staff tokens in its
+//! environment; a device publishes over MQTT, the caseworker reads the
+//! readings over HTTP, works the alert they caused (ack, resolve), and
+//! every request on resident data is in the audit log.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{PATIENCE, TestServer, ms_ago, ondol_cli};
+
+const CW1_TOKEN: &str = "e2e-api-caseworker-one-0123456789";
+const CW2_TOKEN: &str = "e2e-api-caseworker-two-0123456789";
+
+const ROSTER: &str = r#"
+[[residents]]
+id = "r-1"
+name = "Test Resident One"
+timezone = "Asia/Seoul"
+region = "gangjin"
+enrolled_from = "2026-01-01"
+caseworker = "cw-1"
+checkin = { window = "none" }
+
+[[residents]]
+id = "r-2"
+name = "Test Resident Two"
+timezone = "Asia/Seoul"
+region = "gangjin"
+enrolled_from = "2026-01-01"
+caseworker = "cw-2"
+checkin = { window = "none" }
+
+[[devices]]
+id = "gw-1"
+resident = "r-1"
+kind = "gateway"
+
+[[devices]]
+id = "wr-1"
+resident = "r-1"
+kind = "wearable"
+
+[[devices]]
+id = "gw-2"
+resident = "r-2"
+kind = "gateway"
+
+[[staff]]
+id = "cw-1"
+name = "Test Caseworker One"
+role = "caseworker"
+token_env = "ONDOL_E2E_API_TOKEN_CW1"
+
+[[staff]]
+id = "cw-2"
+name = "Test Caseworker Two"
+role = "caseworker"
+token_env = "ONDOL_E2E_API_TOKEN_CW2"
+"#;
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    async fn text(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("HTTP request");
+        (response.status(), response.text().await.expect("body"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caseworker_reads_readings_and_works_an_alert_over_http() {
+    let mut server = TestServer::start_custom_env(
+        ROSTER,
+        "[alerting]\ngrace = \"0s\"\n",
+        &["run"],
+        &[
+            ("ONDOL_E2E_API_TOKEN_CW1", CW1_TOKEN),
+            ("ONDOL_E2E_API_TOKEN_CW2", CW2_TOKEN),
+        ],
+    )
+    .await;
+    let api = Api {
+        base: server.http_base(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    };
+
+    let (status, _) = api.text("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.text("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "ready once ingest runs");
+    let (status, me) = api.get("/api/v1/me", CW1_TOKEN).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["id"], "cw-1");
+    let (status, error) = api.call("GET", "/api/v1/residents", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error["error"]["code"], "unauthorized");
+
+    // A wearable sends vitals, the gateway a call for help.
+    let mut wearable = server.device("wr-1").await;
+    let (t1, t2) = (ms_ago(10), ms_ago(9));
+    let receipt = wearable
+        .send(json!({
+            "msg_id": "api-1",
+            "readings": [
+                {"type": "heart_rate", "value": 72, "unit": "bpm", "ts": t1},
+                {"type": "blood_pressure", "systolic": 128, "diastolic": 82, "unit": "mmHg", "ts": t2},
+            ]
+        }))
+        .await;
+    assert_eq!(receipt["accepted"], 2, "{receipt}");
+    let mut gateway = server.device("gw-1").await;
+    let receipt = gateway
+        .send(json!({"msg_id": "api-2", "readings": [{"type": "checkin", "value": "help"}]}))
+        .await;
+    assert_eq!(receipt["accepted"], 1, "{receipt}");
+
+    let (status, page) = api
+        .get(
+            "/api/v1/residents/r-1/readings?type=heart_rate,blood_pressure",
+            CW1_TOKEN,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{page}");
+    assert_eq!(items[0]["type"], "heart_rate");
+    assert_eq!(items[0]["value"], 72.0);
+    assert_eq!(items[0]["unit"], "/min");
+    assert_eq!(items[0]["device_id"], "wr-1");
+    assert_eq!(items[1]["systolic"], 128.0);
+    assert_eq!(items[1]["diastolic"], 82.0);
+
+    // The other caseworker: as if r-1 did not exist.
+    let (status, refused) = api.get("/api/v1/residents/r-1/readings", CW2_TOKEN).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, missing) = api.get("/api/v1/residents/r-9/readings", CW2_TOKEN).await;
+    assert_eq!(refused, missing);
+
+    // The help request becomes an alert the caseworker sees.
+    let deadline = Instant::now() + PATIENCE;
+    let alert = loop {
+        let (status, list) = api.get("/api/v1/alerts", CW1_TOKEN).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        if let Some(alert) = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "help_request")
+        {
+            break alert.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no help_request alert:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["resident_id"], "r-1");
+    assert_eq!(alert["resident_name"], "Test Resident One");
+    let id = alert["id"].as_i64().unwrap();
+    let (_, other) = api.get("/api/v1/alerts", CW2_TOKEN).await;
+    assert!(other["items"].as_array().unwrap().is_empty(), "{other}");
+
+    let (status, acked) = api
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{id}/ack"),
+            Some(CW1_TOKEN),
+            Some(json!({"note": "calling"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{acked}");
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["acknowledged_by"], "cw-1");
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{id}/ack"),
+            Some(CW1_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, resolved) = api
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{id}/resolve"),
+            Some(CW1_TOKEN),
+            Some(json!({"outcome": "needed_help", "note": "helped her up"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["outcome"], "needed_help");
+
+    // The store (what the CLI and the alerting engine read) agrees.
+    let (ok, out, err) = ondol_cli(&server, &["alerts", "list", "--all", "--json"]);
+    assert!(ok, "{err}");
+    let row: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|a| a["id"] == id)
+        .expect("the alert in the CLI's list");
+    assert_eq!(row["status"], "resolved");
+    assert_eq!(row["acked_by"], "cw-1");
+    assert_eq!(row["resolved_by"], "cw-1");
+
+    let (status, metrics) = api.text("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ondol_http_requests_total")
+                && l.contains("route=\"/api/v1/alerts/:id/ack\"")
+                && l.contains("status=\"409\"")),
+        "{metrics}"
+    );
+
+    assert!(server.terminate().await.success(), "{}", server.log());
+    assert!(
+        server.log().contains("HTTP stopped"),
+        "HTTP stops last, cleanly"
+    );
+}
