@@ -19,7 +19,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use crate::services::{REQUIRE_SERVICES, find_server};
-use crate::support::{PATIENCE, TestServer, free_port};
+use crate::support::{PATIENCE, TestServer};
 
 const CW_TOKEN: &str = "e2e-dashboard-caseworker-token-0123456789";
 const SUP_TOKEN: &str = "e2e-dashboard-supervisor-token-0123456789";
@@ -165,14 +165,10 @@ region = "gangjin"
 token_env = "ONDOL_E2E_TOKEN_SUP_D"
 "#
     );
-    let http_port = free_port();
-    let config = format!(
-        "[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
-         [alerting]\ngrace = \"0s\"\ndevice_silent_after = \"1h\"\n"
-    );
+    let config = "[alerting]\ngrace = \"0s\"\ndevice_silent_after = \"1h\"\n";
     let server = TestServer::start_custom_env(
         &roster,
-        &config,
+        config,
         &["run"],
         &[
             ("ONDOL_E2E_TOKEN_CW_D", CW_TOKEN),
@@ -180,7 +176,7 @@ token_env = "ONDOL_E2E_TOKEN_SUP_D"
         ],
     )
     .await;
-    let base = format!("http://127.0.0.1:{http_port}");
+    let base = server.http_base();
     let http = reqwest::Client::builder()
         .timeout(PATIENCE)
         .build()
