@@ -220,6 +220,21 @@ try {
   await page.locator('#info-banner').filter({ hasText: 'resolved' }).waitFor();
   log('resolved');
 
+  // A failing server shows: the banner says the list may be stale and why,
+  // and goes away once polling succeeds again. (The failure is injected in
+  // the browser: the real server is not made to fail.)
+  await page.route('**/api/v1/alerts?*', (route) => route.fulfill({
+    status: 500,
+    contentType: 'application/json',
+    body: JSON.stringify({ error: { code: 'internal', message: 'internal error' } }),
+  }));
+  const banner = page.locator('#error-banner');
+  await banner.filter({ hasText: 'Alerts may be out of date' }).waitFor();
+  check((await banner.textContent()).includes('internal error'), 'the banner gives the server\'s message');
+  await page.unroute('**/api/v1/alerts?*');
+  await banner.waitFor({ state: 'hidden' });
+  log('a failing poll is shown, and cleared when the server answers again');
+
   // The status board and the resident's page with charts.
   await page.setViewportSize({ width: 1280, height: 900 });
   await page.getByRole('link', { name: 'Residents' }).click();
