@@ -12,6 +12,13 @@ use crate::support::{PATIENCE, TestServer, ms_ago, ondol_cli};
 
 const CW1_TOKEN: &str = "e2e-api-caseworker-one-0123456789";
 const CW2_TOKEN: &str = "e2e-api-caseworker-two-0123456789";
+const ADMIN_TOKEN: &str = "e2e-api-admin-0123456789abcdef";
+
+const ENV: [(&str, &str); 3] = [
+    ("ONDOL_E2E_API_TOKEN_CW1", CW1_TOKEN),
+    ("ONDOL_E2E_API_TOKEN_CW2", CW2_TOKEN),
+    ("ONDOL_E2E_API_TOKEN_ADM", ADMIN_TOKEN),
+];
 
 const ROSTER: &str = r#"
 [[residents]]
@@ -58,6 +65,12 @@ id = "cw-2"
 name = "Test Caseworker Two"
 role = "caseworker"
 token_env = "ONDOL_E2E_API_TOKEN_CW2"
+
+[[staff]]
+id = "adm-1"
+name = "Test Admin"
+role = "admin"
+token_env = "ONDOL_E2E_API_TOKEN_ADM"
 "#;
 
 struct Api {
@@ -66,6 +79,16 @@ struct Api {
 }
 
 impl Api {
+    fn new(server: &TestServer) -> Api {
+        Api {
+            base: server.http_base(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -107,23 +130,9 @@ impl Api {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caseworker_reads_readings_and_works_an_alert_over_http() {
-    let mut server = TestServer::start_custom_env(
-        ROSTER,
-        "[alerting]\ngrace = \"0s\"\n",
-        &["run"],
-        &[
-            ("ONDOL_E2E_API_TOKEN_CW1", CW1_TOKEN),
-            ("ONDOL_E2E_API_TOKEN_CW2", CW2_TOKEN),
-        ],
-    )
-    .await;
-    let api = Api {
-        base: server.http_base(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-    };
+    let mut server =
+        TestServer::start_custom_env(ROSTER, "[alerting]\ngrace = \"0s\"\n", &["run"], &ENV).await;
+    let api = Api::new(&server);
 
     let (status, _) = api.text("/healthz").await;
     assert_eq!(status, StatusCode::OK);
@@ -259,9 +268,141 @@ async fn a_caseworker_reads_readings_and_works_an_alert_over_http() {
         "{metrics}"
     );
 
+    // Every request on resident data left an audit entry, refusals too,
+    // and the chain verifies.
+    let db = server.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT actor, role, action, residents, source, status FROM audit_log ORDER BY seq",
+        )
+        .unwrap();
+    let entries: Vec<(String, String, String, String, String, i64)> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let has = |actor: &str, action: &str, residents: &str, status: i64| {
+        entries.iter().any(|e| {
+            e.0 == actor && e.2 == action && e.3 == residents && e.5 == status && e.4 == "127.0.0.1"
+        })
+    };
+    assert!(
+        has("anonymous", "GET /api/v1/residents", "[]", 401),
+        "{entries:#?}"
+    );
+    assert!(
+        has(
+            "cw-1",
+            "GET /api/v1/residents/{id}/readings",
+            "[\"r-1\"]",
+            200
+        ),
+        "{entries:#?}"
+    );
+    assert!(
+        has(
+            "cw-2",
+            "GET /api/v1/residents/{id}/readings",
+            "[\"r-1\"]",
+            404
+        ),
+        "{entries:#?}"
+    );
+    assert!(
+        has("cw-1", "POST /api/v1/alerts/{id}/ack", "[\"r-1\"]", 200),
+        "{entries:#?}"
+    );
+    assert!(
+        has("cw-1", "POST /api/v1/alerts/{id}/resolve", "[\"r-1\"]", 200),
+        "{entries:#?}"
+    );
+    assert!(
+        !entries.iter().any(|e| e.2.contains("/me")),
+        "/me shows no resident data"
+    );
+    let (ok, out, err) = ondol_cli(&server, &["audit", "verify"]);
+    assert!(ok, "audit verify: {out}{err}");
+
     assert!(server.terminate().await.success(), "{}", server.log());
     assert!(
         server.log().contains("HTTP stopped"),
         "HTTP stops last, cleanly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_reach_ingest_live_and_survive_the_roster_file_at_restart() {
+    let mut server = TestServer::start_custom_env(ROSTER, "", &["run"], &ENV).await;
+    let api = Api::new(&server);
+
+    // r-2 is given to cw-1, and gw-2 now watches r-1.
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/api/v1/admin/residents/r-2/caseworker",
+            Some(ADMIN_TOKEN),
+            Some(json!({"caseworker": "cw-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .call(
+            "PUT",
+            "/api/v1/admin/devices/gw-2",
+            Some(ADMIN_TOKEN),
+            Some(json!({"kind": "gateway", "resident": "r-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = api.get("/api/v1/residents/r-2", CW1_TOKEN).await;
+    assert_eq!(status, StatusCode::OK, "the API follows at once");
+
+    // Ingest learns of the new binding from the store (within
+    // mqtt.access_reload_interval): a reading from gw-2 is now r-1's.
+    let deadline = Instant::now() + PATIENCE;
+    while !server.log().contains("device index updated") {
+        assert!(Instant::now() < deadline, "no reload:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut gw2 = server.device("gw-2").await;
+    let receipt = gw2
+        // No time of its own: the receive time, after the move.
+        .send(json!({"msg_id": "moved-1", "readings": [{"type": "steps", "value": 120}]}))
+        .await;
+    assert_eq!(receipt["accepted"], 1, "{receipt}");
+    let (_, page) = api
+        .get("/api/v1/residents/r-1/readings?type=steps", CW1_TOKEN)
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["items"][0]["device_id"], "gw-2");
+
+    // A restart imports the roster file again: the admin's changes stand.
+    assert!(server.terminate().await.success(), "{}", server.log());
+    server.spawn_env(&["run"], &ENV).await;
+    let api = Api::new(&server);
+    let (status, resident) = api.get("/api/v1/residents/r-2", CW1_TOKEN).await;
+    assert_eq!(status, StatusCode::OK, "{resident}");
+    assert_eq!(resident["caseworker"], "cw-1");
+    let (_, devices) = api.get("/api/v1/admin/devices", ADMIN_TOKEN).await;
+    let gw2 = devices["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "gw-2")
+        .unwrap()
+        .clone();
+    assert_eq!(gw2["resident"], "r-1", "{gw2}");
+    assert!(
+        server.log().contains("resident r-2"),
+        "the import names what it left alone"
     );
 }

@@ -6,6 +6,7 @@
 
 mod alerting;
 mod api;
+mod audit;
 mod cli;
 mod compose;
 mod dashboard;

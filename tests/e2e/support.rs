@@ -556,8 +556,7 @@ impl TestServer {
         let log = self.log();
         let line = log
             .lines()
-            .filter(|l| l.contains("ondol ready"))
-            .last()
+            .rfind(|l| l.contains("ondol ready"))
             .expect("the server logged \"ondol ready\"");
         // Strip ANSI colour codes, then read the `http=` field.
         let mut plain = String::new();

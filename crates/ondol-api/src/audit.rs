@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 
 use ondol_store::Store;
+use ondol_store::audit::AuditEntry;
 
 use crate::error::ApiError;
 
@@ -13,13 +14,13 @@ pub const ANONYMOUS: &str = "anonymous";
 
 /// One request's audit entry, owned until it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
+pub struct RequestAudit {
     pub at: Timestamp,
     /// The staff id, or [`ANONYMOUS`].
     pub actor: String,
     /// The caller's role, `none` when unauthenticated.
     pub role: String,
-    /// Method and matched route, e.g. `GET /api/v1/residents/:id`.
+    /// Method and matched route, e.g. `GET /api/v1/residents/{id}`.
     pub action: String,
     /// Residents whose data was in the answer or changed; for a refused
     /// request, the resident it asked for.
@@ -30,8 +31,32 @@ pub struct AuditRecord {
     pub status: u16,
 }
 
-/// Appends `record` to the audit log.
-pub fn append(store: &mut Store, record: &AuditRecord) -> Result<(), ApiError> {
-    let _ = (store, record);
+/// Appends `record` to the store's audit log.
+pub fn append(store: &mut Store, record: &RequestAudit) -> Result<(), ApiError> {
+    let residents: Vec<&str> = record.residents.iter().map(String::as_str).collect();
+    store
+        .append_audit(&AuditEntry {
+            at: record.at,
+            actor: &record.actor,
+            role: &record.role,
+            action: &record.action,
+            residents: &residents,
+            source: &record.source,
+            status: record.status,
+        })
+        .map_err(ApiError::store("appending to the audit log"))?;
     Ok(())
+}
+
+/// `GET /api/v1/alerts/:id` (axum's route syntax) → `GET /api/v1/alerts/{id}`
+/// (OpenAPI's, as the audit log and the review read it).
+pub fn action(method: &str, route: &str) -> String {
+    let route: Vec<String> = route
+        .split('/')
+        .map(|segment| match segment.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => segment.to_owned(),
+        })
+        .collect();
+    format!("{method} {}", route.join("/"))
 }

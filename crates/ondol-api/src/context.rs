@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use ondol_store::Store;
 
-use crate::audit::{self, AuditRecord};
+use crate::audit::{self, RequestAudit};
 use crate::auth::{Principal, bearer};
 use crate::error::ApiError;
 use crate::state::ApiState;
@@ -22,7 +22,7 @@ use crate::state::ApiState;
 pub struct Ctx {
     state: ApiState,
     token: Option<String>,
-    /// Method and matched route, e.g. `GET /api/v1/residents/:id`.
+    /// Method and matched route, e.g. `GET /api/v1/residents/{id}`.
     action: String,
     /// The client's address (the peer; no proxy headers are trusted).
     source: String,
@@ -48,7 +48,7 @@ impl FromRequestParts<ApiState> for Ctx {
         Ok(Ctx {
             state: state.clone(),
             token: bearer(header).map(str::to_owned),
-            action: format!("{} {route}", parts.method),
+            action: audit::action(parts.method.as_str(), &route),
             source,
         })
     }
@@ -129,7 +129,7 @@ impl Ctx {
                 };
                 audit::append(
                     store,
-                    &AuditRecord {
+                    &RequestAudit {
                         at: now,
                         actor,
                         role,

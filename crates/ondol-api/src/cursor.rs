@@ -14,7 +14,7 @@ pub fn encode<T: Serialize>(position: &T) -> Option<String> {
 
 pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
     let invalid = || ApiError::BadRequest("cursor is not one this API handed out".into());
-    if cursor.len() % 2 != 0 || cursor.len() > 2048 {
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 2048 {
         return Err(invalid());
     }
     let bytes = (0..cursor.len())

@@ -8,8 +8,8 @@
 //! - [`context`]: the one place every authenticated request passes through;
 //!   requests on resident data leave an audit entry there ([`audit`]).
 //! - [`error`]: [`ApiError`], the JSON error body; 5xx are opaque.
-//! - [`routes`]: alerts, residents and readings, reports, operations, the
-//!   dashboard.
+//! - [`routes`]: alerts, residents and readings, reports, the admin
+//!   registry, operations, the dashboard.
 //! - [`openapi`]: the OpenAPI 3 document generated from the handlers.
 //! - [`state`]: the shared state and the `[http]` configuration.
 //!
@@ -38,14 +38,14 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
 pub use error::ApiError;
-pub use state::{ApiParts, ApiState, HttpConfig, MetricsRender, ReadingsBackend};
+pub use state::{ApiParts, ApiState, HttpConfig, MetricsRender, ReadingsBackend, TokenSource};
 
 /// Requests answered, by route, method and status.
 pub const HTTP_REQUESTS: &str = "ondol_http_requests_total";
@@ -65,6 +65,17 @@ pub fn app(state: ApiState) -> Router {
         .route("/residents/:id", get(routes::residents::get))
         .route("/residents/:id/readings", get(routes::residents::readings))
         .route("/reports/utilisation", get(routes::reports::utilisation))
+        .route("/admin/residents", get(routes::admin::residents))
+        .route("/admin/residents/:id", put(routes::admin::put_resident))
+        .route(
+            "/admin/residents/:id/caseworker",
+            put(routes::admin::put_assignment),
+        )
+        .route("/admin/residents/:id/away", put(routes::admin::put_away))
+        .route("/admin/devices", get(routes::admin::devices))
+        .route("/admin/devices/:id", put(routes::admin::put_device))
+        .route("/admin/staff", get(routes::admin::staff))
+        .route("/admin/staff/:id", put(routes::admin::put_staff))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found);
     Router::new()

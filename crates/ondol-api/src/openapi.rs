@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{alerts, ops, reports, residents};
+use crate::routes::{admin, alerts, ops, reports, residents};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,14 @@ use crate::routes::{alerts, ops, reports, residents};
         residents::get,
         residents::readings,
         reports::utilisation,
+        admin::residents,
+        admin::put_resident,
+        admin::put_assignment,
+        admin::put_away,
+        admin::devices,
+        admin::put_device,
+        admin::staff,
+        admin::put_staff,
     ),
     components(schemas(
         ErrorBody,
@@ -44,6 +52,20 @@ use crate::routes::{alerts, ops, reports, residents};
         residents::ResidentList,
         residents::ReadingItem,
         residents::ReadingPage,
+        admin::AdminResident,
+        admin::AdminResidentList,
+        admin::CheckinBody,
+        admin::AwayBody,
+        admin::ResidentBody,
+        admin::AssignmentBody,
+        admin::AwayListBody,
+        admin::AdminDevice,
+        admin::AdminDeviceList,
+        admin::BindingOut,
+        admin::DeviceBody,
+        admin::AdminStaff,
+        admin::AdminStaffList,
+        admin::StaffBody,
     )),
     modifiers(&BearerAuth)
 )]

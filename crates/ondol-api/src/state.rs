@@ -66,11 +66,19 @@ pub enum ReadingsBackend {
 /// Renders the process's metrics in the Prometheus text format.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Builds the token table for the given staff (the binary reads each one's
+/// `token_env` from its environment); called again when an admin changes
+/// staff.
+pub type TokenSource = Arc<dyn Fn(&[ondol_model::roster::Staff]) -> Tokens + Send + Sync>;
+
 /// Everything the API is built from.
 pub struct ApiParts {
     /// The API's own connection to the store.
     pub store: Store,
     pub tokens: Tokens,
+    /// `None`: staff changes through the admin API reach the token table
+    /// only at the next start.
+    pub token_source: Option<TokenSource>,
     pub clock: Arc<dyn Clock>,
     pub readings: ReadingsBackend,
     /// `None`: `/metrics` answers 404 (no recorder installed).
@@ -104,6 +112,7 @@ struct Inner {
     /// SQLite in WAL mode lets it read while ingest writes.
     store: Mutex<Store>,
     tokens: RwLock<Tokens>,
+    token_source: Option<TokenSource>,
     clock: Arc<dyn Clock>,
     readings: ReadingsBackend,
     metrics: Option<MetricsRender>,
@@ -127,6 +136,7 @@ impl ApiState {
             inner: Arc::new(Inner {
                 store: Mutex::new(parts.store),
                 tokens: RwLock::new(parts.tokens),
+                token_source: parts.token_source,
                 clock: parts.clock,
                 readings: parts.readings,
                 metrics: parts.metrics,
@@ -179,6 +189,13 @@ impl ApiState {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *current = tokens;
+    }
+
+    /// Rebuilds the token table after staff changed.
+    pub fn refresh_tokens(&self, staff: &[ondol_model::roster::Staff]) {
+        if let Some(source) = &self.inner.token_source {
+            self.set_tokens(source(staff));
+        }
     }
 
     /// Runs `work` with the store on a blocking thread.

@@ -233,19 +233,19 @@ fn fixture() -> Fixture {
     );
     let clock = ManualClock::new(at(60));
     let pipeline = Arc::new(AtomicBool::new(false));
-    let tokens = Tokens::new(
-        [
-            ("cw-01", "token-cw-01"),
-            ("cw-02", "token-cw-02"),
-            ("sup-g", "token-sup-g"),
-            ("ev-1", "token-ev-1"),
-            ("adm-1", "token-adm-1"),
-        ]
-        .map(|(id, token)| (StaffId::new(id).unwrap(), token.to_owned())),
-    );
+    // Each staff member's token is "token-<id>" (for the admin tests too).
+    let token_source: TokenSource = Arc::new(|staff: &[ondol_model::roster::Staff]| {
+        Tokens::new(
+            staff
+                .iter()
+                .map(|s| (s.id.clone(), format!("token-{}", s.id))),
+        )
+    });
+    let tokens = token_source(&roster.staff);
     let state = ApiState::new(ApiParts {
         store,
         tokens,
+        token_source: Some(token_source),
         clock: Arc::new(clock.clone()),
         readings: ReadingsBackend::Embedded,
         metrics: None,
@@ -610,6 +610,7 @@ async fn readings_kept_in_influxdb_are_a_clear_501() {
     let state = ApiState::new(ApiParts {
         store,
         tokens: Tokens::new([(StaffId::new("adm-1").unwrap(), "t".to_owned())]),
+        token_source: None,
         clock: Arc::new(f.clock.clone()),
         readings: ReadingsBackend::Elsewhere("raw readings are kept in InfluxDB".into()),
         metrics: None,
@@ -900,6 +901,7 @@ async fn metrics_render_through_the_installed_recorder() {
     let state = ApiState::new(ApiParts {
         store: Store::open_in_memory().unwrap(),
         tokens: Tokens::default(),
+        token_source: None,
         clock: Arc::new(f.clock.clone()),
         readings: ReadingsBackend::Embedded,
         metrics: Some(Arc::new(|| "ondol_test_total 1\n".to_owned())),
@@ -916,4 +918,356 @@ async fn metrics_render_through_the_installed_recorder() {
             .starts_with("text/plain")
     );
     assert_eq!(answer.text, "ondol_test_total 1\n");
+}
+
+/// Every audit entry so far: (actor, role, action, residents, status).
+async fn audit_log(state: &ApiState) -> Vec<(String, String, String, Vec<String>, u16)> {
+    state
+        .with_store(|store| {
+            let mut out = Vec::new();
+            store
+                .for_each_audit(Timestamp::MIN, Timestamp::MAX, |entry| {
+                    out.push((
+                        entry.actor,
+                        entry.role,
+                        entry.action,
+                        entry.residents,
+                        entry.status,
+                    ));
+                    Ok(())
+                })
+                .map_err(ApiError::store("reading the audit log"))?;
+            let verified = store
+                .verify_audit()
+                .map_err(ApiError::store("verifying the audit log"))?;
+            assert_eq!(verified.broken, None, "the chain holds");
+            Ok(out)
+        })
+        .await
+        .unwrap()
+}
+
+fn entry(
+    actor: &str,
+    role: &str,
+    action: &str,
+    residents: &[&str],
+    status: u16,
+) -> (String, String, String, Vec<String>, u16) {
+    (
+        actor.to_owned(),
+        role.to_owned(),
+        action.to_owned(),
+        residents.iter().map(|r| (*r).to_owned()).collect(),
+        status,
+    )
+}
+
+#[tokio::test]
+async fn every_request_on_resident_data_is_audited_refused_ones_too() {
+    let f = fixture();
+    // No resident data: no entry.
+    get(&f.state, "/api/v1/me", "token-cw-01").await;
+    call(&f.state, "GET", "/healthz", None, None).await;
+    assert!(audit_log(&f.state).await.is_empty());
+
+    get(&f.state, "/api/v1/residents", "token-cw-01").await;
+    get(
+        &f.state,
+        "/api/v1/residents/r-1/readings?type=heart_rate",
+        "token-cw-01",
+    )
+    .await;
+    get(&f.state, "/api/v1/alerts", "token-sup-g").await;
+    get(&f.state, "/api/v1/residents/r-2", "token-cw-01").await;
+    get(&f.state, "/api/v1/residents/r-1/readings", "token-ev-1").await;
+    call(
+        &f.state,
+        "GET",
+        "/api/v1/residents/r-1",
+        Some("stolen?"),
+        None,
+    )
+    .await;
+    get(
+        &f.state,
+        "/api/v1/residents/r-1/readings?from=garbage",
+        "token-cw-01",
+    )
+    .await;
+    call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/alerts/{}/ack", f.alarm_r1),
+        Some("token-cw-01"),
+        None,
+    )
+    .await;
+    call(
+        &f.state,
+        "POST",
+        &format!("/api/v1/alerts/{}/ack", f.alert_r2),
+        Some("token-cw-01"),
+        None,
+    )
+    .await;
+
+    let log = audit_log(&f.state).await;
+    assert_eq!(
+        log,
+        [
+            entry(
+                "cw-01",
+                "caseworker",
+                "GET /api/v1/residents",
+                &["r-1"],
+                200
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "GET /api/v1/residents/{id}/readings",
+                &["r-1"],
+                200
+            ),
+            entry(
+                "sup-g",
+                "supervisor",
+                "GET /api/v1/alerts",
+                &["r-1", "r-2"],
+                200
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "GET /api/v1/residents/{id}",
+                &["r-2"],
+                404
+            ),
+            entry(
+                "ev-1",
+                "evaluator",
+                "GET /api/v1/residents/{id}/readings",
+                &["r-1"],
+                403
+            ),
+            entry(
+                "anonymous",
+                "none",
+                "GET /api/v1/residents/{id}",
+                &["r-1"],
+                401
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "GET /api/v1/residents/{id}/readings",
+                &["r-1"],
+                400
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "POST /api/v1/alerts/{id}/ack",
+                &["r-1"],
+                200
+            ),
+            entry(
+                "cw-01",
+                "caseworker",
+                "POST /api/v1/alerts/{id}/ack",
+                &[],
+                404
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn admins_manage_the_registry_and_changes_apply_at_once() {
+    let f = fixture();
+    for uri in [
+        "/api/v1/admin/residents",
+        "/api/v1/admin/devices",
+        "/api/v1/admin/staff",
+    ] {
+        for token in ["token-cw-01", "token-sup-g", "token-ev-1"] {
+            assert_eq!(
+                get(&f.state, uri, token).await.status,
+                StatusCode::FORBIDDEN,
+                "{uri} {token}"
+            );
+        }
+        assert_eq!(
+            get(&f.state, uri, "token-adm-1").await.status,
+            StatusCode::OK,
+            "{uri}"
+        );
+    }
+    let put = |uri: String, body: Value| {
+        let state = f.state.clone();
+        async move { call(&state, "PUT", &uri, Some("token-adm-1"), Some(body)).await }
+    };
+
+    // A new resident for cw-01 shows on cw-01's board at once.
+    let created = put(
+        "/api/v1/admin/residents/r-4".into(),
+        json!({"name": "New Resident", "timezone": "Asia/Seoul", "region": "gangjin",
+               "enrolled_from": "2026-11-01", "caseworker": "cw-01",
+               "checkin": {"window": "07:00-09:30", "passive": true}}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert_eq!(
+        created.json()["checkin"],
+        json!({"window": "07:00-09:30", "passive": true})
+    );
+    let board = get(&f.state, "/api/v1/residents", "token-cw-01")
+        .await
+        .json();
+    assert_eq!(board["items"].as_array().unwrap().len(), 2);
+
+    // Reassigning r-1 moves it from cw-01's scope to cw-02's.
+    let moved = put(
+        "/api/v1/admin/residents/r-1/caseworker".into(),
+        json!({"caseworker": "cw-02"}),
+    )
+    .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+    assert_eq!(
+        get(&f.state, "/api/v1/residents/r-1", "token-cw-01")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&f.state, "/api/v1/residents/r-1", "token-cw-02")
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Away periods.
+    let away = put(
+        "/api/v1/admin/residents/r-1/away".into(),
+        json!({"periods": [{"from": "2026-11-26", "until": "2026-11-28", "reason": "hospital"}]}),
+    )
+    .await;
+    assert_eq!(away.status, StatusCode::OK, "{}", away.text);
+    assert_eq!(
+        get(&f.state, "/api/v1/residents/r-1", "token-cw-02")
+            .await
+            .json()["away"],
+        true
+    );
+
+    // A device moved to r-2 from now on: its earlier readings stay r-1's.
+    let device = put(
+        "/api/v1/admin/devices/wr-1".into(),
+        json!({"kind": "wearable", "resident": "r-2"}),
+    )
+    .await;
+    assert_eq!(device.status, StatusCode::OK, "{}", device.text);
+    let device = device.json();
+    assert_eq!(device["resident"], "r-2");
+    assert_eq!(device["bindings"].as_array().unwrap().len(), 2);
+    let r1 = get(
+        &f.state,
+        &format!(
+            "/api/v1/residents/r-1/readings?type=heart_rate&from={}",
+            at(0)
+        ),
+        "token-cw-02",
+    )
+    .await
+    .json();
+    assert_eq!(r1["items"].as_array().unwrap().len(), 5);
+    let r2_board = get(&f.state, "/api/v1/residents/r-2", "token-cw-02")
+        .await
+        .json();
+    assert!(
+        r2_board["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "wr-1")
+    );
+
+    // New staff can sign in at once (token from the token source).
+    let staff = put(
+        "/api/v1/admin/staff/cw-09".into(),
+        json!({"name": "New Caseworker", "role": "caseworker", "token_env": "ONDOL_TOKEN_CW_09"}),
+    )
+    .await;
+    assert_eq!(staff.status, StatusCode::OK, "{}", staff.text);
+    assert_eq!(
+        get(&f.state, "/api/v1/me", "token-cw-09").await.json()["id"],
+        "cw-09"
+    );
+
+    // Refusals.
+    for (uri, body, status) in [
+        (
+            "/api/v1/admin/residents/r-5",
+            json!({"name": "X", "timezone": "Mars/Olympus", "region": "g", "enrolled_from": "2026-01-01"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/admin/residents/r-5",
+            json!({"name": "X", "timezone": "Asia/Seoul", "region": "g", "enrolled_from": "2026-01-01", "caseworker": "sup-g"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/admin/residents/r-5",
+            json!({"name": "X", "timezone": "Asia/Seoul", "region": "g", "enrolled_from": "2026-01-01", "checkin": {"window": "10:00-09:00"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/admin/residents/bad%20id",
+            json!({"name": "X", "timezone": "Asia/Seoul", "region": "g", "enrolled_from": "2026-01-01"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/admin/residents/r-404/caseworker",
+            json!({"caseworker": null}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/admin/residents/r-1/away",
+            json!({"periods": [{"from": "2026-12-02", "until": "2026-12-01"}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/admin/devices/gw-9",
+            json!({"kind": "toaster", "resident": "r-1"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/admin/devices/gw-9",
+            json!({"kind": "gateway", "resident": "r-404"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/admin/staff/adm-1",
+            json!({"name": "Admin", "role": "caseworker"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "/api/v1/admin/staff/cw-02",
+            json!({"name": "Choi", "role": "supervisor"}),
+            StatusCode::CONFLICT,
+        ),
+    ] {
+        let answer = put(uri.to_owned(), body.clone()).await;
+        assert_eq!(answer.status, status, "{uri} {body}: {}", answer.text);
+    }
+    let garbage = call(
+        &f.state,
+        "PUT",
+        "/api/v1/admin/staff/x",
+        Some("token-adm-1"),
+        None,
+    )
+    .await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
 }

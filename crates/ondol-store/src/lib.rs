@@ -8,9 +8,13 @@
 //!
 //! - [`Store`] (this file): opening, migrating, importing the roster,
 //!   committing ingest batches.
+//! - [`admin`]: registry changes through the admin API (they win over
+//!   later roster file imports) and the roster version.
 //! - [`alerts`]: alerts, transitions, the notification outbox and
 //!   alerting's timer state.
 //! - [`api_rows`]: the caller's staff row and pages of alerts for the HTTP API.
+//! - [`audit`]: the append-only, hash-chained audit log of resident data
+//!   reads and changes.
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
 //! - [`sink`]: the time-series sink seam ([`TimeseriesSink`]) and the
 //!   embedded SQLite sink.
@@ -25,8 +29,10 @@
 //! survives a power loss, not only a crash of the process. Ingest publishes a
 //! receipt only after that.
 
+pub mod admin;
 pub mod alerts;
 pub mod api_rows;
+pub mod audit;
 pub mod batch;
 mod credentials;
 mod error;
@@ -156,7 +162,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::sqlite("starting the roster import"))?;
-        let summary = roster_db::import(&tx, roster)?;
+        let summary = roster_db::import(&tx, roster, roster_db::AdminChanges::Keep)?;
         tx.commit()
             .map_err(StoreError::sqlite("committing the roster import"))?;
         Ok(summary)

@@ -12,6 +12,10 @@
 //!   bindings outside that interval are kept (cut where they overlap), so the
 //!   history of who a device watched before survives a move.
 //! - A device's credential hash is never touched by an import.
+//! - An entry changed through the admin API since (`admin_changed_ms`) is
+//!   not overwritten by a file import: the admin's change wins, the import
+//!   names the entries it left alone ([`ImportSummary::kept_admin_changes`]).
+//!   Its away periods and bindings stay as the admin left them too.
 
 use jiff::Timestamp;
 use jiff::civil::{Date, Time};
@@ -40,12 +44,66 @@ pub struct ImportSummary {
     pub staff_added: usize,
     pub staff_updated: usize,
     pub staff_kept: usize,
+    /// Entries of the roster the admin API changed since (`"resident r-1"`,
+    /// `"device gw-1"`, `"staff cw-01"`): left as the admin left them.
+    pub kept_admin_changes: Vec<String>,
 }
 
-pub(crate) fn import(tx: &Transaction<'_>, roster: &Roster) -> Result<ImportSummary, StoreError> {
+/// Whether an import overwrites entries the admin API changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdminChanges {
+    /// A roster file: they win over the file.
+    Keep,
+    /// The admin API itself.
+    Overwrite,
+}
+
+pub(crate) fn import(
+    tx: &Transaction<'_>,
+    roster: &Roster,
+    admin: AdminChanges,
+) -> Result<ImportSummary, StoreError> {
     let mut summary = ImportSummary::default();
+    let mut admin_changed = |table: &'static str, kind: &str, id: &str| {
+        let changed = admin == AdminChanges::Keep && admin_changed(tx, table, id)?;
+        if changed {
+            summary.kept_admin_changes.push(format!("{kind} {id}"));
+        }
+        Ok::<bool, StoreError>(changed)
+    };
+    let staff: Vec<&Staff> = roster
+        .staff
+        .iter()
+        .filter_map(|s| match admin_changed("staff", "staff", s.id.as_str()) {
+            Ok(true) => None,
+            Ok(false) => Some(Ok(s)),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    let residents: Vec<&Resident> = roster
+        .residents
+        .iter()
+        .filter_map(
+            |r| match admin_changed("residents", "resident", r.id.as_str()) {
+                Ok(true) => None,
+                Ok(false) => Some(Ok(r)),
+                Err(e) => Some(Err(e)),
+            },
+        )
+        .collect::<Result<_, _>>()?;
+    let devices: Vec<&Device> = roster
+        .devices
+        .iter()
+        .filter_map(
+            |d| match admin_changed("devices", "device", d.id.as_str()) {
+                Ok(true) => None,
+                Ok(false) => Some(Ok(d)),
+                Err(e) => Some(Err(e)),
+            },
+        )
+        .collect::<Result<_, _>>()?;
     // Staff first, then residents, then devices: the order of the foreign keys.
-    for staff in &roster.staff {
+    for staff in staff {
         if exists(tx, "staff", staff.id.as_str())? {
             summary.staff_updated += 1;
         } else {
@@ -53,7 +111,7 @@ pub(crate) fn import(tx: &Transaction<'_>, roster: &Roster) -> Result<ImportSumm
         }
         upsert_staff(tx, staff)?;
     }
-    for resident in &roster.residents {
+    for resident in residents {
         if exists(tx, "residents", resident.id.as_str())? {
             summary.residents_updated += 1;
         } else {
@@ -61,7 +119,7 @@ pub(crate) fn import(tx: &Transaction<'_>, roster: &Roster) -> Result<ImportSumm
         }
         upsert_resident(tx, resident)?;
     }
-    for device in &roster.devices {
+    for device in devices {
         if exists(tx, "devices", device.id.as_str())? {
             summary.devices_updated += 1;
         } else {
@@ -83,6 +141,15 @@ fn exists(tx: &Transaction<'_>, table: &'static str, id: &str) -> Result<bool, S
     tx.prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))
         .and_then(|mut stmt| stmt.exists([id]))
         .map_err(StoreError::sqlite("looking up a roster entry"))
+}
+
+/// Whether the admin API changed this entry (`table` is a constant).
+fn admin_changed(tx: &Transaction<'_>, table: &'static str, id: &str) -> Result<bool, StoreError> {
+    tx.prepare_cached(&format!(
+        "SELECT 1 FROM {table} WHERE id = ?1 AND admin_changed_ms IS NOT NULL"
+    ))
+    .and_then(|mut stmt| stmt.exists([id]))
+    .map_err(StoreError::sqlite("looking up a roster entry"))
 }
 
 fn count(tx: &Transaction<'_>, table: &'static str) -> Result<usize, StoreError> {

@@ -22,7 +22,14 @@ use rusqlite::Connection;
 use crate::error::StoreError;
 
 /// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_DEVICE_CREDENTIALS, V3_ALERTING, V4_SINK_KEYS];
+const MIGRATIONS: &[&str] = &[
+    V1_INITIAL,
+    V2_DEVICE_CREDENTIALS,
+    V3_ALERTING,
+    V4_SINK_KEYS,
+    V5_AUDIT_LOG,
+    V6_ADMIN_REGISTRY,
+];
 
 /// The schema version this code writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -326,6 +333,44 @@ CREATE TABLE reading_keys (
     received_ms  INTEGER NOT NULL,
     PRIMARY KEY (device_id, reading_type, sensor, ts_ms)
 ) WITHOUT ROWID;
+"#;
+
+/// The append-only, hash-chained audit log (see `audit.rs`). `residents` is
+/// a JSON array of resident ids; `at_ms` is Unix milliseconds.
+const V6_ADMIN_REGISTRY: &str = r#"
+-- Registry entries changed through the admin API carry the time of the
+-- last change; a roster file import no longer overwrites them (roster_db).
+ALTER TABLE staff ADD COLUMN admin_changed_ms INTEGER;
+ALTER TABLE residents ADD COLUMN admin_changed_ms INTEGER;
+ALTER TABLE devices ADD COLUMN admin_changed_ms INTEGER;
+
+-- Bumped by every admin change, so running parts that keep the roster in
+-- memory (the broker's access list, ingest's device index) reload it.
+CREATE TABLE roster_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO roster_version (id, version) VALUES (1, 0);
+"#;
+
+const V5_AUDIT_LOG: &str = r#"
+CREATE TABLE audit_log (
+    seq        INTEGER PRIMARY KEY,
+    at_ms      INTEGER NOT NULL,
+    actor      TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    residents  TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    status     INTEGER NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_log_at ON audit_log (at_ms);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

@@ -921,3 +921,41 @@ fn a_residents_readings_follow_the_binding_by_type_range_and_page() {
         .unwrap();
     assert_eq!(ranged.items.len(), 2);
 }
+
+#[test]
+fn a_file_import_does_not_undo_admin_changes() {
+    let (_dir, mut store) = temp_store();
+    let file = roster(ROSTER);
+    store.import_roster(&file).unwrap();
+    assert_eq!(store.roster_version().unwrap(), 0);
+
+    // An admin moves r-1 to another region and ends gw-1's binding.
+    let loaded = store.load_roster().unwrap();
+    let mut r1 = loaded
+        .residents
+        .iter()
+        .find(|r| r.id == rid("r-1"))
+        .unwrap()
+        .clone();
+    r1.region = "moved".into();
+    r1.away.clear();
+    store
+        .admin_upsert(
+            &Roster {
+                residents: vec![r1],
+                ..Roster::default()
+            },
+            at(0),
+        )
+        .unwrap();
+    assert_eq!(store.roster_version().unwrap(), 1);
+
+    // The file, imported again (every start), leaves r-1 as the admin left it.
+    let summary = store.import_roster(&file).unwrap();
+    assert_eq!(summary.kept_admin_changes, ["resident r-1"]);
+    assert_eq!(summary.residents_updated, 1, "r-2 still follows the file");
+    let after = store.load_roster().unwrap();
+    let r1 = after.residents.iter().find(|r| r.id == rid("r-1")).unwrap();
+    assert_eq!(r1.region, "moved");
+    assert!(r1.away.is_empty(), "the admin's away periods stand");
+}

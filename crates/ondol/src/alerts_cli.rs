@@ -12,8 +12,6 @@ use ondol_model::alert::Outcome;
 use ondol_store::Store;
 use ondol_store::alerts::{AlertRow, CommandRefused};
 
-use crate::config::Config;
-
 #[derive(Debug, Args)]
 pub struct AlertsArgs {
     #[command(subcommand)]
@@ -97,27 +95,9 @@ pub fn main(args: AlertsArgs) -> ExitCode {
         | AlertsCommand::Ack { store, .. }
         | AlertsCommand::Resolve { store, .. } => store,
     };
-    let config = match Config::load(store_args.config.as_deref(), std::env::vars()) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprint!("error: {errors}");
-            return ExitCode::from(2);
-        }
-    };
-    let database = config.storage.database_path();
-    if !database.exists() {
-        eprintln!(
-            "error: no store at {} (storage.data_dir); has `ondol run` been started?",
-            database.display()
-        );
-        return ExitCode::from(2);
-    }
-    let mut store = match Store::open(&database) {
-        Ok(store) => store,
-        Err(error) => {
-            eprintln!("error: cannot open the store: {error}");
-            return ExitCode::from(2);
-        }
+    let mut store = match crate::cli::open_existing_store(store_args.config.as_deref()) {
+        Ok((_, store)) => store,
+        Err(code) => return code,
     };
     match run(&mut store, args.command) {
         Ok(code) => code,

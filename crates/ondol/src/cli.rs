@@ -39,6 +39,9 @@ enum Command {
     /// Evaluator reports under pseudonyms (DESIGN §6).
     #[command(subcommand)]
     Report(crate::report_cli::ReportCommand),
+    /// Verify or export the audit log of resident data reads and changes.
+    #[command(subcommand)]
+    Audit(crate::audit_cli::AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +115,7 @@ pub fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check(args)) => check(&args),
         Command::Alerts(args) => crate::alerts_cli::main(args),
         Command::Report(command) => crate::report_cli::main(command),
+        Command::Audit(command) => crate::audit_cli::main(command),
         Command::Config(ConfigCommand::Print(args)) => {
             let Some(config) = load(&args) else {
                 return ExitCode::from(2);
@@ -250,4 +254,34 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("shutdown requested");
     shutdown.cancel();
+}
+
+/// Loads the configuration and opens the store an `ondol run` created, for
+/// the commands that work on it (alerts, audit). Problems are printed; the
+/// error is the exit code to end with.
+pub(crate) fn open_existing_store(
+    config_file: Option<&std::path::Path>,
+) -> Result<(Config, ondol_store::Store), ExitCode> {
+    let config = match Config::load(config_file, std::env::vars()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("error: {errors}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let database = config.storage.database_path();
+    if !database.exists() {
+        eprintln!(
+            "error: no store at {} (storage.data_dir); has `ondol run` been started?",
+            database.display()
+        );
+        return Err(ExitCode::from(2));
+    }
+    match ondol_store::Store::open(&database) {
+        Ok(store) => Ok((config, store)),
+        Err(error) => {
+            eprintln!("error: cannot open the store: {error}");
+            Err(ExitCode::from(2))
+        }
+    }
 }

@@ -312,10 +312,15 @@ pub async fn follow_store(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let store = {
+    let (store, version) = {
         let database = source.database.clone();
-        match tokio::task::spawn_blocking(move || Store::open(&database)).await {
-            Ok(Ok(store)) => Arc::new(Mutex::new(store)),
+        let opened = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&database)?;
+            let version = store.roster_version()?;
+            Ok::<_, ondol_store::StoreError>((store, version))
+        });
+        match opened.await {
+            Ok(Ok((store, version))) => (Arc::new(Mutex::new(store)), version),
             Ok(Err(error)) => {
                 tracing::error!(error = %error, "cannot open the store to follow device credentials; revocations need a restart");
                 return;
@@ -323,6 +328,9 @@ pub async fn follow_store(
             Err(_) => return,
         }
     };
+    // The roster version when the access list was built (the start-up
+    // roster); admin API changes of the registry bump it.
+    let mut last_version = Some(version);
     last.sort_by(|a, b| a.id.cmp(&b.id));
     loop {
         tokio::select! {
@@ -331,21 +339,24 @@ pub async fn follow_store(
         }
         let reader = store.clone();
         let previous = std::mem::take(&mut last);
-        // The whole roster is loaded only when the credentials changed.
+        let previous_version = last_version.take();
+        // The whole roster is loaded only when the credentials or the
+        // registry changed.
         let read = tokio::task::spawn_blocking(move || {
             let store = reader
                 .lock()
                 .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
             let mut rows = store.device_credentials()?;
             rows.sort_by(|a, b| a.id.cmp(&b.id));
-            if rows == previous {
-                return anyhow::Ok((rows, None));
+            let version = store.roster_version()?;
+            if rows == previous && previous_version == Some(version) {
+                return anyhow::Ok((rows, version, None));
             }
             let roster = store.load_roster()?;
-            anyhow::Ok((rows, Some(roster)))
+            anyhow::Ok((rows, version, Some(roster)))
         })
         .await;
-        let (rows, roster) = match read {
+        let (rows, version, roster) = match read {
             Ok(Ok(read)) => read,
             Ok(Err(error)) => {
                 // `last` is now empty: the next good read republishes all.
@@ -354,6 +365,7 @@ pub async fn follow_store(
             }
             Err(_) => continue,
         };
+        last_version = Some(version);
         let Some(roster) = roster else {
             last = rows;
             continue;
@@ -363,7 +375,7 @@ pub async fn follow_store(
         roster_updates.send_replace(Arc::new(RosterIndex::new(&roster)));
         tracing::info!(
             devices = rows.len(),
-            "device credentials changed; access list updated"
+            "device credentials or the registry changed; access list and device index updated"
         );
         last = rows;
     }

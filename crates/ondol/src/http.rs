@@ -113,6 +113,9 @@ pub async fn start(config: &Config, roster: &Roster) -> anyhow::Result<Http> {
     let state = ApiState::new(ApiParts {
         store,
         tokens,
+        token_source: Some(Arc::new(|staff: &[ondol_model::roster::Staff]| {
+            Tokens::from_staff(staff, |var| std::env::var(var).ok())
+        })),
         clock: Arc::new(SystemClock),
         readings,
         metrics,

@@ -3,6 +3,7 @@
 //!
 //! - [`alerting`]: alerting's tasks and the bridge from ingest.
 //! - [`alerts_cli`]: `ondol alerts list|ack|resolve`.
+//! - [`audit_cli`]: `ondol audit verify|export`.
 //! - [`cli`]: commands and their `--help`.
 //! - [`config`]: layered configuration and its validation.
 //! - [`http`]: the HTTP API's start-up and shutdown in `ondol run`.
@@ -16,6 +17,7 @@
 
 pub mod alerting;
 pub mod alerts_cli;
+pub mod audit_cli;
 pub mod cli;
 pub mod config;
 pub mod credentials;

@@ -86,12 +86,14 @@ pub struct AlertPage {
 #[into_params(parameter_in = Query)]
 pub struct AlertsParams {
     /// active (open and acknowledged, the default), open, acknowledged or resolved.
+    #[param(pattern = "^(active|open|acknowledged|resolved)$")]
     pub status: Option<String>,
     /// Only this resident's alerts.
     pub resident: Option<String>,
     /// Only this rule's alerts.
     pub rule: Option<String>,
-    /// Page size, 1 to the server's maximum (default 50).
+    /// Page size, 1 to the server's maximum (default 50; larger is lowered).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -1,5 +1,6 @@
 //! The handlers, one module per area.
 
+pub mod admin;
 pub mod alerts;
 pub mod dashboard;
 pub mod ops;

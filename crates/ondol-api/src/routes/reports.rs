@@ -20,12 +20,16 @@ use crate::error::{ApiError, ErrorBody};
 #[into_params(parameter_in = Query)]
 pub struct UtilisationParams {
     /// First local date (included), YYYY-MM-DD.
+    #[param(format = Date, example = "2026-01-01")]
     pub from: String,
-    /// Last local date (included), YYYY-MM-DD.
+    /// Last local date (included), YYYY-MM-DD; at most 800 days after `from`.
+    #[param(format = Date, example = "2026-06-30")]
     pub to: String,
     /// day, week (ISO) or month (default).
+    #[param(pattern = "^(day|week|month)$")]
     pub granularity: Option<String>,
     /// json (default: cells and per-resident rows) or csv (the cells).
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
