@@ -17,7 +17,8 @@
   const TOKEN_KEY = 'ondol.token';
   const POLL_MS = 3000;
   const BOARD_REFRESH_MS = 30000;
-  const PAGE_LIMIT = 50;
+  // One request per poll in practice (each request is an audit entry).
+  const PAGE_LIMIT = 200;
   const MAX_ALERT_PAGES = 20;
   const READINGS_LIMIT = 1000;
   const MAX_READING_PAGES = 20;
@@ -77,6 +78,7 @@
     boardTimer: null,
     skewMs: 0, // server clock minus ours, from the Date header
     lastAlertsAt: null,
+    freshIds: new Set(), // alerts new in the last poll (highlighted)
     resolving: null, // the alert the resolve dialog is for
     residentRequest: 0,
   };
@@ -329,6 +331,8 @@
     state.me = null;
     state.alerts = [];
     state.knownIds = null;
+    state.freshIds = new Set();
+    state.lastAlertsAt = null;
     state.residentRequest += 1;
     $('alert-list').replaceChildren();
     $('resident-rows').replaceChildren();
