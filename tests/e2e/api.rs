@@ -369,7 +369,7 @@ async fn admin_changes_reach_ingest_live_and_survive_the_roster_file_at_restart(
     // Ingest learns of the new binding from the store (within
     // mqtt.access_reload_interval): a reading from gw-2 is now r-1's.
     let deadline = Instant::now() + PATIENCE;
-    while !server.log().contains("device index updated") {
+    while !server.log().contains("access list updated") {
         assert!(Instant::now() < deadline, "no reload:\n{}", server.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -373,9 +373,12 @@ pub async fn follow_store(
         gate.update(source.build(&roster, &rows));
         verifier.forget_except(&rows);
         roster_updates.send_replace(Arc::new(RosterIndex::new(&roster)));
+        // The message stays as it was before registry changes also led
+        // here: operators and tests look for it.
         tracing::info!(
             devices = rows.len(),
-            "device credentials or the registry changed; access list and device index updated"
+            roster_version = version,
+            "device credentials changed; access list updated"
         );
         last = rows;
     }

@@ -43,12 +43,15 @@ pub struct Alert {
     pub resident_name: Option<String>,
     pub device_id: Option<String>,
     /// RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub opened_at: String,
     /// Seconds from opening until now, or until resolution.
     pub open_seconds: i64,
     pub escalations: u32,
+    #[schema(format = DateTime)]
     pub acknowledged_at: Option<String>,
     pub acknowledged_by: Option<String>,
+    #[schema(format = DateTime)]
     pub resolved_at: Option<String>,
     pub resolved_by: Option<String>,
     pub outcome: Option<String>,
@@ -65,6 +68,7 @@ pub struct AlertDetail {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertTransition {
+    #[schema(format = DateTime)]
     pub at: String,
     /// A staff id, or `system`.
     pub actor: String,

@@ -34,7 +34,9 @@ pub struct ResidentStatus {
     pub caseworker: Option<String>,
     /// Whether today (in the resident's time zone) is in an away period.
     pub away: bool,
+    #[schema(format = DateTime)]
     pub last_activity_at: Option<String>,
+    #[schema(format = DateTime)]
     pub last_checkin_at: Option<String>,
     /// Open and acknowledged alerts.
     pub open_alerts: u32,
@@ -52,6 +54,7 @@ pub struct DeviceStatus {
     /// From the device's last status message; null before the first.
     pub online: Option<bool>,
     /// The last time anything (a reading or a status) arrived from it.
+    #[schema(format = DateTime)]
     pub last_seen_at: Option<String>,
     pub battery_pct: Option<u8>,
 }
@@ -65,6 +68,7 @@ pub struct ResidentList {
 /// and `diastolic`, checkin, door and fall `text`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadingItem {
+    #[schema(format = DateTime)]
     pub at: String,
     pub device_id: String,
     #[serde(rename = "type")]
