@@ -22,6 +22,8 @@
   const MAX_ALERT_PAGES = 20;
   const READINGS_LIMIT = 1000;
   const MAX_READING_PAGES = 20;
+  // A request that hangs must not stop polling silently: it fails after this.
+  const REQUEST_TIMEOUT_MS = 10000;
   const DAY_MS = 24 * 3600 * 1000;
   const HOUR_MS = 3600 * 1000;
 
@@ -205,7 +207,10 @@
     const headers = { Accept: 'application/json' };
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
     let response;
+    let data = null;
     try {
       response = await fetch(API + path, {
         method,
@@ -214,24 +219,32 @@
         cache: 'no-store',
         credentials: 'omit',
         referrerPolicy: 'no-referrer',
+        signal: abort.signal,
       });
+      const text = await response.text();
+      if (text) {
+        try {
+          data = JSON.parse(text);
+        } catch {
+          data = null; // not JSON (a proxy's error page): the status still counts
+        }
+      }
     } catch {
-      throw new ApiError(0, 'network', 'Cannot reach the Ondol server. Check the network connection.');
+      throw abort.signal.aborted
+        ? new ApiError(0, 'timeout', `The Ondol server did not answer within ${REQUEST_TIMEOUT_MS / 1000} seconds.`)
+        : new ApiError(0, 'network', 'Cannot reach the Ondol server. Check the network connection.');
+    } finally {
+      clearTimeout(timer);
     }
     const date = parseTime(response.headers.get('Date'));
     if (date !== null) state.skewMs = date + 500 - Date.now();
-    let data = null;
-    try {
-      data = await response.json();
-    } catch {
-      data = null;
-    }
     if (!response.ok) {
       const error = data && data.error;
       const message = (error && typeof error.message === 'string' && error.message)
         || `The server answered ${response.status} ${response.statusText}.`;
       throw new ApiError(response.status, (error && error.code) || `http_${response.status}`, message);
     }
+    if (data === null) throw new ApiError(response.status, 'bad_response', 'The server sent an answer this page cannot read.');
     return data;
   }
 
