@@ -257,6 +257,10 @@ try {
   await checkAccessibility(page, 'the residents board');
   await checkNoHorizontalOverflow(page, 1280);
   await row.getByRole('link').click();
+  // The resolved alert is in the resident's history with its outcome.
+  const history = page.locator(`#resident-alert-table tr[data-id="${alertId}"][data-status="resolved"]`);
+  await history.waitFor();
+  check((await history.textContent()).includes(`Resolved: ${OUTCOME_LABELS[outcome]}`), `the resident's alert history shows the outcome: ${await history.textContent()}`);
   await page.locator('#vitals figure.chart[data-type="heart_rate"] svg path.line').waitFor();
   await page.locator('#activity figure.chart[data-type="activity"] svg rect.bar').first().waitFor();
   const summary = await page.locator('#vitals figure.chart[data-type="heart_rate"] .chart-summary').textContent();

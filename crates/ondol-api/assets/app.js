@@ -352,6 +352,7 @@
     $('vitals').replaceChildren();
     $('activity').replaceChildren();
     $('resident-summary').replaceChildren();
+    $('resident-alerts').replaceChildren();
     $('alert-count').textContent = '';
     $('who').hidden = true;
     $('nav').hidden = true;
@@ -750,6 +751,7 @@
     const current = () => request === state.residentRequest;
     $('resident-title').textContent = 'Resident';
     $('resident-summary').replaceChildren(el('p', { class: 'hint' }, 'Loading…'));
+    $('resident-alerts').replaceChildren();
     $('vitals').replaceChildren();
     $('activity').replaceChildren();
     $('vitals-hint').textContent = '';
@@ -774,6 +776,7 @@
       fact('Region and time zone', `${resident.region || '—'}, ${tz || '—'}${resident.away ? ' · away, rules paused' : ''}`),
     );
 
+    loadResidentAlerts(resident, current);
     const toMs = now();
     const fromMs = toMs - 7 * DAY_MS;
     $('vitals-hint').textContent = `Times are the resident's local time (${tz}).`;
@@ -790,6 +793,46 @@
     }
     if (vitals.status === 'fulfilled') renderVitals(vitals.value, fromMs, toMs, tz);
     if (activity.status === 'fulfilled') renderActivity(activity.value, fromMs, toMs, tz);
+  }
+
+  /** The resident's open alerts and the last ten resolved, with outcomes. */
+  async function loadResidentAlerts(resident, current) {
+    const box = $('resident-alerts');
+    const query = (status, limit) => new URLSearchParams({ resident: resident.id, status, limit: String(limit) });
+    let active;
+    let resolved;
+    try {
+      [active, resolved] = await Promise.all([
+        api(`/alerts?${query('active', PAGE_LIMIT)}`),
+        api(`/alerts?${query('resolved', 10)}`),
+      ]);
+    } catch (error) {
+      if (!current() || handleCommonError(error)) return;
+      box.replaceChildren(el('p', { class: 'form-error', role: 'alert' }, `Could not load this resident's alerts: ${error.message}`));
+      return;
+    }
+    if (!current()) return;
+    const items = [...(active.items || []), ...(resolved.items || [])];
+    if (!items.length) {
+      box.replaceChildren(el('p', { class: 'empty' }, 'No alerts.'));
+      return;
+    }
+    const tz = resident.timezone;
+    const statusText = (a) => {
+      if (a.status === 'resolved') {
+        const by = a.resolved_by ? `, by ${a.resolved_by}` : '';
+        return `Resolved: ${OUTCOME_LABEL[a.outcome] || a.outcome || 'no outcome'}${by}`;
+      }
+      return a.status === 'acknowledged' ? `Acknowledged by ${a.acknowledged_by || 'someone'}` : 'Open';
+    };
+    box.replaceChildren(el('div', { class: 'table-wrap' }, el('table', { class: 'board', id: 'resident-alert-table' },
+      el('caption', { class: 'visually-hidden' }, 'Open alerts, then the last ten resolved, newest first'),
+      el('thead', null, el('tr', null, ['Tier', 'Rule', 'Opened', 'Status'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', null, items.map((a) => el('tr', { 'data-id': a.id, 'data-status': a.status },
+        el('td', null, el('span', { class: `tier tier-${a.severity}` }, severityLabel(a.severity))),
+        el('td', null, `${ruleLabel(a.rule)} (${causeLabel(a.cause)})`),
+        el('td', null, timeElement(a.opened_at, formatDateTime(parseTime(a.opened_at), tz), tz)),
+        el('td', null, statusText(a), a.status !== 'resolved' ? [' · ', el('a', { href: '#/alerts' }, 'Open alerts')] : null)))))));
   }
 
   function renderVitals({ items, truncated }, fromMs, toMs, tz) {
