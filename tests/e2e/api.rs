@@ -333,9 +333,14 @@ async fn a_caseworker_reads_readings_and_works_an_alert_over_http() {
     assert!(ok, "audit verify: {out}{err}");
 
     assert!(server.terminate().await.success(), "{}", server.log());
+    let log = server.log();
+    assert!(log.contains("HTTP stopped"), "HTTP stops last, cleanly");
+    for secret in [CW1_TOKEN, CW2_TOKEN] {
+        assert!(!log.contains(secret), "a token in the log");
+    }
     assert!(
-        server.log().contains("HTTP stopped"),
-        "HTTP stops last, cleanly"
+        !log.contains("Test Resident"),
+        "a resident's name in the log"
     );
 }
 

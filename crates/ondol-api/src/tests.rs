@@ -160,6 +160,10 @@ fn raise(
 }
 
 fn fixture() -> Fixture {
+    fixture_with(HttpConfig::default())
+}
+
+fn fixture_with(config: HttpConfig) -> Fixture {
     let mut store = Store::open_in_memory().unwrap();
     let roster = ondol_store::parse_roster(ROSTER, "test.toml").unwrap();
     store.import_roster(&roster).unwrap();
@@ -251,7 +255,7 @@ fn fixture() -> Fixture {
         metrics: None,
         pipeline_running: pipeline.clone(),
         pseudonym_key: Some(ondol_report::PseudonymKey::new(vec![7u8; 32]).unwrap()),
-        config: HttpConfig::default(),
+        config,
     });
     Fixture {
         state,
@@ -1270,4 +1274,32 @@ async fn admins_manage_the_registry_and_changes_apply_at_once() {
     )
     .await;
     assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_cannot_finish_in_time_gets_408() {
+    let f = fixture_with(HttpConfig {
+        request_timeout: std::time::Duration::from_millis(100),
+        ..HttpConfig::default()
+    });
+    // Hold the API's store until the request has been answered.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn({
+        let state = f.state.clone();
+        async move {
+            state
+                .with_store(move |_| {
+                    let _ = locked.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+        }
+    });
+    is_locked.await.unwrap();
+    let answer = get(&f.state, "/api/v1/residents", "token-cw-01").await;
+    assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
+    release.send(()).unwrap();
+    holder.await.unwrap().unwrap();
 }
