@@ -12,6 +12,7 @@ mod audit;
 mod backfill;
 mod cli;
 mod compose;
+mod dashboard;
 mod external_broker;
 mod influx;
 mod ingest;
