@@ -871,6 +871,13 @@ async fn operations_endpoints_and_the_dashboard_files() {
                 .starts_with(kind)
         );
         assert_eq!(answer.headers[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(answer.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert!(
+            answer.headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
     }
     let unknown = call(
         &f.state,
