@@ -300,6 +300,15 @@ pub fn import_roster_secrets(
     Ok(())
 }
 
+/// What the running parts were started with: the device credentials and the
+/// roster revision they were read at. A change made before the follower's
+/// first check is still seen.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub credentials: Vec<DeviceCredentialRow>,
+    pub revision: i64,
+}
+
 /// Re-reads device credentials and the roster revision every `every`; when
 /// either changed, publishes a new access list to the broker and the
 /// store's roster to ingest and alerting (so a device added with the CLI,
@@ -310,10 +319,7 @@ pub async fn follow_store(
     gate: Option<Gate>,
     verifier: Arc<Verifier>,
     roster_updates: watch::Sender<Arc<RosterIndex>>,
-    mut last: Vec<DeviceCredentialRow>,
-    // The revision `last` and the published roster were read at: a change
-    // made before this task runs its first check is still seen.
-    revision: i64,
+    published: Published,
     every: Duration,
     shutdown: CancellationToken,
 ) {
@@ -328,6 +334,10 @@ pub async fn follow_store(
             Err(_) => return,
         }
     };
+    let Published {
+        credentials: mut last,
+        revision,
+    } = published;
     last.sort_by(|a, b| a.id.cmp(&b.id));
     // The revision when the roster was last published; any roster change
     // (admin API, CLI, import: residents, away periods, assignments,

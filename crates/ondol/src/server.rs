@@ -206,8 +206,10 @@ pub async fn run(
             None,
             Arc::new(Verifier::default()),
             roster_updates.clone(),
-            credential_rows.clone(),
-            roster_revision,
+            credentials::Published {
+                credentials: credential_rows.clone(),
+                revision: roster_revision,
+            },
             config.mqtt.access_reload_interval,
             shutdown.clone(),
         ));
@@ -464,8 +466,10 @@ async fn serve_devices(
         Some(gate.clone()),
         verifier,
         access.roster_updates,
-        access.credential_rows,
-        access.roster_revision,
+        credentials::Published {
+            credentials: access.credential_rows,
+            revision: access.roster_revision,
+        },
         config.mqtt.access_reload_interval,
         shutdown.clone(),
     ));
