@@ -88,6 +88,35 @@ names!(
     }
 );
 
+impl Outcome {
+    /// The outcomes staff may choose: all but `cleared_by_resident`, which
+    /// only Ondol records.
+    pub fn staff_choices() -> impl Iterator<Item = Outcome> {
+        Outcome::ALL
+            .iter()
+            .copied()
+            .filter(|o| *o != Outcome::ClearedByResident)
+    }
+
+    /// `s` as an outcome staff may choose, or a message saying why not
+    /// (for the CLI and the API alike).
+    pub fn parse_staff_choice(s: &str) -> Result<Outcome, String> {
+        match Outcome::parse(s) {
+            Some(Outcome::ClearedByResident) => {
+                Err("cleared_by_resident is recorded by Ondol itself, not by staff".into())
+            }
+            Some(outcome) => Ok(outcome),
+            None => Err(format!(
+                "unknown outcome {s:?}; one of {}",
+                Outcome::staff_choices()
+                    .map(Outcome::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
 /// Topic of a staff member's alert events (caseworkers and supervisors).
 pub fn staff_alerts_topic(staff: &crate::StaffId) -> String {
     format!("ondol/v1/caseworkers/{staff}/alerts")
@@ -108,5 +137,15 @@ mod tests {
         assert_eq!(Outcome::ALL.len(), 8);
         assert!(Severity::Critical > Severity::Danger);
         assert_eq!(AlertStatus::parse("closed"), None);
+        assert_eq!(Outcome::staff_choices().count(), 7);
+        assert_eq!(
+            Outcome::parse_staff_choice("no_contact"),
+            Ok(Outcome::NoContact)
+        );
+        assert!(Outcome::parse_staff_choice("cleared_by_resident").is_err());
+        assert!(
+            Outcome::parse_staff_choice("fine")
+                .is_err_and(|message| message.contains("resident_ok"))
+        );
     }
 }

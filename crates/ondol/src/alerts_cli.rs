@@ -72,21 +72,7 @@ enum AlertsCommand {
 }
 
 fn parse_outcome(s: &str) -> Result<Outcome, String> {
-    match Outcome::parse(s) {
-        Some(Outcome::ClearedByResident) => {
-            Err("cleared_by_resident is recorded by Ondol itself, not by staff".into())
-        }
-        Some(outcome) => Ok(outcome),
-        None => Err(format!(
-            "unknown outcome {s:?}; one of {}",
-            Outcome::ALL
-                .iter()
-                .filter(|o| **o != Outcome::ClearedByResident)
-                .map(|o| o.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
+    Outcome::parse_staff_choice(s)
 }
 
 pub fn main(args: AlertsArgs) -> ExitCode {

@@ -434,26 +434,11 @@ pub async fn put_assignment(
     id: Result<Path<String>, PathRejection>,
     bytes: Bytes,
 ) -> Result<Json<AdminResident>, ApiError> {
-    let attempted = id.as_ref().ok().map(|Path(id)| id.clone());
-    ctx.audited(attempted, move |store, principal, now| {
-        admin(principal)?;
-        let id = path_id(id)?;
-        let mut resident = stored_resident(store, &id)?;
-        let body: AssignmentBody = body(&bytes)?;
+    change_resident(ctx, id, bytes, |store, resident, body: AssignmentBody| {
         resident.caseworker = caseworker(&load(store)?, body.caseworker.as_deref())?;
-        save(
-            store,
-            Roster {
-                residents: vec![resident],
-                ..Roster::default()
-            },
-            now,
-        )?;
-        let stored = stored_resident(store, &id)?;
-        Ok(Audited::new(resident_json(&stored), vec![id]))
+        Ok(())
     })
     .await
-    .map(Json)
 }
 
 /// Replace a resident's away periods (their alert rules are suspended then).
@@ -474,13 +459,27 @@ pub async fn put_away(
     id: Result<Path<String>, PathRejection>,
     bytes: Bytes,
 ) -> Result<Json<AdminResident>, ApiError> {
+    change_resident(ctx, id, bytes, |_, resident, body: AwayListBody| {
+        resident.away = away_periods(&body.periods)?;
+        Ok(())
+    })
+    .await
+}
+
+/// One change of a stored resident by an admin: the resident is read, the
+/// body applied by `apply`, the result saved and answered as stored.
+async fn change_resident<B: serde::de::DeserializeOwned + Send + 'static>(
+    ctx: Ctx,
+    id: Result<Path<String>, PathRejection>,
+    bytes: Bytes,
+    apply: impl FnOnce(&Store, &mut Resident, B) -> Result<(), ApiError> + Send + 'static,
+) -> Result<Json<AdminResident>, ApiError> {
     let attempted = id.as_ref().ok().map(|Path(id)| id.clone());
     ctx.audited(attempted, move |store, principal, now| {
         admin(principal)?;
         let id = path_id(id)?;
         let mut resident = stored_resident(store, &id)?;
-        let body: AwayListBody = body(&bytes)?;
-        resident.away = away_periods(&body.periods)?;
+        apply(store, &mut resident, body(&bytes)?)?;
         save(
             store,
             Roster {

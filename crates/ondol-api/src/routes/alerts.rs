@@ -437,21 +437,8 @@ pub async fn resolve(
         let id = path_id(id)?;
         let (_, names) = alert_in_scope(store, principal, id)?;
         let body: ResolveBody = parse_body(&body)?;
-        let outcome = match Outcome::parse(&body.outcome) {
-            Some(Outcome::ClearedByResident) => {
-                return Err(ApiError::Unprocessable(
-                    "cleared_by_resident is recorded by Ondol itself, not by staff".into(),
-                ));
-            }
-            Some(outcome) => outcome,
-            None => {
-                return Err(ApiError::Unprocessable(format!(
-                    "unknown outcome {:?}; one of {}",
-                    body.outcome,
-                    staff_outcomes().join(", ")
-                )));
-            }
-        };
+        let outcome =
+            Outcome::parse_staff_choice(&body.outcome).map_err(ApiError::Unprocessable)?;
         let note = note(body.note)?;
         let row = store
             .resolve_alert(id, principal.id.as_str(), outcome, now, note.as_deref())
@@ -464,13 +451,4 @@ pub async fn resolve(
     })
     .await
     .map(Json)
-}
-
-/// The outcomes staff may choose.
-pub fn staff_outcomes() -> Vec<&'static str> {
-    Outcome::ALL
-        .iter()
-        .filter(|o| **o != Outcome::ClearedByResident)
-        .map(|o| o.as_str())
-        .collect()
 }
