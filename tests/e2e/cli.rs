@@ -101,3 +101,38 @@ fn the_production_example_turns_plain_tcp_off_and_needs_its_certificate() {
     let text = std::fs::read_to_string(root.join("config/production.toml")).unwrap();
     assert!(text.contains("tcp_enabled = false"));
 }
+
+#[test]
+fn ondol_run_refuses_a_guessable_staff_token_and_names_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let roster = dir.path().join("roster.toml");
+    std::fs::write(
+        &roster,
+        "[[staff]]\nid = \"cw-1\"\nname = \"A\"\nrole = \"caseworker\"\ntoken_env = \"ONDOL_TOKEN_E2E_SHORT\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("ondol.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = {:?}\n[registry]\nfile = {roster:?}\n",
+            crate::support::free_port(),
+            dir.path().join("data"),
+        ),
+    )
+    .unwrap();
+    let output = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("ONDOL_TOKEN_E2E_SHORT", "letmein")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("staff cw-1: the bearer token in ONDOL_TOKEN_E2E_SHORT has 7 characters"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("letmein"), "the token is never shown");
+}

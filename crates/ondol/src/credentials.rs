@@ -300,6 +300,36 @@ pub fn import_roster_secrets(
     Ok(())
 }
 
+/// The shortest staff bearer token accepted. Tokens open residents' data
+/// over HTTP and alert topics over MQTT; 16 random characters resist
+/// guessing, a word or a PIN does not.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Refuses to start when a staff member's token (from their `token_env`)
+/// is too short, naming every such variable (never the token).
+pub fn check_staff_tokens(
+    roster: &Roster,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    let problems: Vec<String> = roster
+        .staff
+        .iter()
+        .filter_map(|staff| {
+            let var = staff.token_env.as_deref()?;
+            let chars = env(var)?.chars().count();
+            (chars < MIN_TOKEN_CHARS).then(|| {
+                format!(
+                    "staff {}: the bearer token in {var} has {chars} characters; use at least \
+                     {MIN_TOKEN_CHARS} random ones (e.g. `openssl rand -hex 24`)",
+                    staff.id
+                )
+            })
+        })
+        .collect();
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
 /// What the running parts were started with: the device credentials and the
 /// roster revision they were read at. A change made before the follower's
 /// first check is still seen.
@@ -432,5 +462,34 @@ mod tests {
             StoredSecret::new(hash_secret("s3cret-two", SecretOrigin::Generated).expect("hash"));
         assert!(!verifier.verify(&rotated, "s3cret-one"));
         assert!(verifier.verify(&rotated, "s3cret-two"));
+    }
+
+    #[test]
+    fn short_staff_tokens_are_refused_by_name_never_shown() {
+        let roster = ondol_store::parse_roster(
+            "[[staff]]\nid = \"cw-1\"\nname = \"A\"\nrole = \"caseworker\"\ntoken_env = \"T1\"\n\
+             [[staff]]\nid = \"cw-2\"\nname = \"B\"\nrole = \"caseworker\"\ntoken_env = \"T2\"\n\
+             [[staff]]\nid = \"cw-3\"\nname = \"C\"\nrole = \"caseworker\"\ntoken_env = \"T3\"\n",
+            "test.toml",
+        )
+        .expect("roster");
+        let env = |var: &str| match var {
+            "T1" => Some("0123456789abcdef".to_owned()),
+            "T2" => Some("secret".to_owned()),
+            _ => None,
+        };
+        let error = check_staff_tokens(&roster, env)
+            .expect_err("a 6-character token")
+            .to_string();
+        assert!(
+            error.contains("staff cw-2") && error.contains("T2 has 6 characters"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("cw-1") && !error.contains("cw-3"),
+            "{error}"
+        );
+        assert!(!error.contains("secret"), "the token itself is never shown");
+        assert!(check_staff_tokens(&roster, |var| env(var).filter(|t| t.len() >= 16)).is_ok());
     }
 }

@@ -96,6 +96,7 @@ pub async fn run(
         roster::read(&config.registry.file)?
     };
     let roster = roster::import(&mut store, &file_roster)?;
+    credentials::check_staff_tokens(&roster, |var| std::env::var(var).ok())?;
     credentials::import_roster_secrets(&mut store, &file_roster, |var| std::env::var(var).ok())?;
     let credential_rows = store
         .device_credentials()
@@ -391,6 +392,7 @@ async fn run_broker(config: Config, shutdown: CancellationToken) -> anyhow::Resu
         .roster_revision()
         .context("cannot read the roster revision")?;
     let roster = store.load_roster().context("cannot load the roster")?;
+    credentials::check_staff_tokens(&roster, |var| std::env::var(var).ok())?;
     let credential_rows = store
         .device_credentials()
         .context("cannot read device credentials")?;
