@@ -486,6 +486,32 @@ async fn evaluators_get_reports_and_never_resident_data() {
             .unwrap()
             .starts_with("text/csv")
     );
+    assert!(csv.text.starts_with("period"), "{}", csv.text);
+    // The CLI's other outputs: the per-resident table and the HTML page.
+    let residents = get(
+        &f.state,
+        "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&format=csv&table=residents&by=region",
+        "token-ev-1",
+    )
+    .await;
+    assert_eq!(residents.status, StatusCode::OK, "{}", residents.text);
+    assert_ne!(residents.text, csv.text);
+    assert!(!residents.text.contains("r-1,"), "pseudonyms only");
+    let page = get(
+        &f.state,
+        "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&format=html",
+        "token-ev-1",
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text.contains("<svg"), "charts inline");
+    assert!(!page.text.contains("Test Resident"), "no names in reports");
     for (uri, status) in [
         (
             "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30",
@@ -508,6 +534,8 @@ async fn evaluators_get_reports_and_never_resident_data() {
         "/api/v1/reports/utilisation?from=nope&to=2026-11-30",
         "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&granularity=year",
         "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&format=pdf",
+        "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&by=county",
+        "/api/v1/reports/utilisation?from=2026-11-01&to=2026-11-30&format=csv&table=people",
     ] {
         assert_eq!(
             get(&f.state, uri, "token-ev-1").await.status,

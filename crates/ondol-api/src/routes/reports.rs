@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use ondol_model::roster::StaffRole;
-use ondol_report::{Granularity, ReportError, output};
+use ondol_report::{Granularity, ReportError, html, output};
 
 use crate::context::{Audited, Ctx};
 use crate::error::{ApiError, ErrorBody};
@@ -28,9 +28,25 @@ pub struct UtilisationParams {
     /// day, week (ISO) or month (default).
     #[param(pattern = "^(day|week|month)$")]
     pub granularity: Option<String>,
-    /// json (default: cells and per-resident rows) or csv (the cells).
-    #[param(pattern = "^(json|csv)$")]
+    /// json (default: cells and per-resident rows), csv (one table, see
+    /// `table`) or html (the self-contained report with charts).
+    #[param(pattern = "^(json|csv|html)$")]
     pub format: Option<String>,
+    /// With csv: `cells` (default: per period and region) or `residents`
+    /// (the per-resident table under pseudonyms).
+    #[param(pattern = "^(cells|residents)$")]
+    pub table: Option<String>,
+    /// The breakdown of each period besides the row over all regions; only
+    /// `region` (the default) exists.
+    #[param(pattern = "^region$")]
+    pub by: Option<String>,
+}
+
+/// The answer's encoding.
+enum Format {
+    Json,
+    Csv,
+    Html,
 }
 
 /// Longest range one request may ask for, in days (two years and a bit).
@@ -42,7 +58,7 @@ const MAX_RANGE_DAYS: i32 = 800;
     path = "/api/v1/reports/utilisation",
     params(UtilisationParams),
     responses(
-        (status = 200, description = "The report (JSON, or CSV with format=csv)", content_type = "application/json", body = Object),
+        (status = 200, description = "The report: JSON, CSV (format=csv) or a self-contained HTML page with charts (format=html)", content_type = "application/json", body = Object),
         (status = 400, description = "Invalid parameter", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 403, description = "Only evaluators and admins", body = ErrorBody),
@@ -79,12 +95,27 @@ pub async fn utilisation(
                 ApiError::BadRequest(format!("granularity {text:?} is not day, week or month"))
             })?,
         };
-        let csv = match params.format.as_deref() {
-            None | Some("json") => false,
-            Some("csv") => true,
+        if let Some(by) = params.by.as_deref().filter(|by| *by != "region") {
+            return Err(ApiError::BadRequest(format!(
+                "by {by:?} is not region (the only breakdown)"
+            )));
+        }
+        let residents_table = match params.table.as_deref() {
+            None | Some("cells") => false,
+            Some("residents") => true,
             Some(other) => {
                 return Err(ApiError::BadRequest(format!(
-                    "format {other:?} is not json or csv"
+                    "table {other:?} is not cells or residents"
+                )));
+            }
+        };
+        let format = match params.format.as_deref() {
+            None | Some("json") => Format::Json,
+            Some("csv") => Format::Csv,
+            Some("html") => Format::Html,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "format {other:?} is not json, csv or html"
                 )));
             }
         };
@@ -96,16 +127,26 @@ pub async fn utilisation(
                 ReportError::Range(message) => ApiError::BadRequest(message),
                 other => ApiError::internal("computing a report", other),
             })?;
-        let response = if csv {
-            (
+        let response = match format {
+            Format::Csv => (
                 [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-                output::cells_csv(&report),
+                if residents_table {
+                    output::residents_csv(&report)
+                } else {
+                    output::cells_csv(&report)
+                },
             )
-                .into_response()
-        } else {
-            let json = output::json(&report)
-                .map_err(|error| ApiError::internal("encoding a report", error))?;
-            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+                .into_response(),
+            Format::Html => (
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html::render(&report),
+            )
+                .into_response(),
+            Format::Json => {
+                let json = output::json(&report)
+                    .map_err(|error| ApiError::internal("encoding a report", error))?;
+                ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+            }
         };
         // Pseudonymised: no resident's identity is in the answer.
         Ok(Audited::new(response, Vec::new()))
