@@ -306,26 +306,39 @@ pub fn import_roster_secrets(
 pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// Refuses to start when a staff member's token (from their `token_env`)
-/// is too short, naming every such variable (never the token).
+/// is too short, or is the same as another member's (a request could not
+/// tell them apart, nor could the audit log). Names every such variable,
+/// never the token.
 pub fn check_staff_tokens(
     roster: &Roster,
     env: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<()> {
-    let problems: Vec<String> = roster
-        .staff
-        .iter()
-        .filter_map(|staff| {
-            let var = staff.token_env.as_deref()?;
-            let chars = env(var)?.chars().count();
-            (chars < MIN_TOKEN_CHARS).then(|| {
-                format!(
-                    "staff {}: the bearer token in {var} has {chars} characters; use at least \
-                     {MIN_TOKEN_CHARS} random ones (e.g. `openssl rand -hex 24`)",
-                    staff.id
-                )
-            })
-        })
-        .collect();
+    let mut problems = Vec::new();
+    let mut seen: HashMap<String, (&str, &str)> = HashMap::new();
+    for staff in &roster.staff {
+        let Some(var) = staff.token_env.as_deref() else {
+            continue;
+        };
+        let Some(token) = env(var) else {
+            continue;
+        };
+        let token = token.trim().to_owned();
+        let chars = token.chars().count();
+        if chars < MIN_TOKEN_CHARS {
+            problems.push(format!(
+                "staff {}: the bearer token in {var} has {chars} characters; use at least \
+                 {MIN_TOKEN_CHARS} random ones (e.g. `openssl rand -hex 24`)",
+                staff.id
+            ));
+        }
+        if let Some((other, other_var)) = seen.insert(token, (staff.id.as_str(), var)) {
+            problems.push(format!(
+                "staff {} and {other}: {var} and {other_var} hold the same bearer token; \
+                 give each member their own",
+                staff.id
+            ));
+        }
+    }
     anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n"));
     Ok(())
 }
@@ -465,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn short_staff_tokens_are_refused_by_name_never_shown() {
+    fn short_or_shared_staff_tokens_are_refused_by_name_never_shown() {
         let roster = ondol_store::parse_roster(
             "[[staff]]\nid = \"cw-1\"\nname = \"A\"\nrole = \"caseworker\"\ntoken_env = \"T1\"\n\
              [[staff]]\nid = \"cw-2\"\nname = \"B\"\nrole = \"caseworker\"\ntoken_env = \"T2\"\n\
@@ -491,5 +504,13 @@ mod tests {
         );
         assert!(!error.contains("secret"), "the token itself is never shown");
         assert!(check_staff_tokens(&roster, |var| env(var).filter(|t| t.len() >= 16)).is_ok());
+        let shared = check_staff_tokens(&roster, |_| Some("0123456789abcdef".to_owned()))
+            .expect_err("one token for three people")
+            .to_string();
+        assert!(
+            shared.contains("T2 and T1 hold the same bearer token"),
+            "{shared}"
+        );
+        assert!(!shared.contains("0123456789abcdef"), "{shared}");
     }
 }
