@@ -411,3 +411,82 @@ async fn admin_changes_reach_ingest_live_and_survive_the_roster_file_at_restart(
         "the import names what it left alone"
     );
 }
+
+/// An admin issues a device its secret over HTTP (no shell on the server):
+/// with authentication on, the device is refused before and admitted with
+/// the secret after, within the access reload; a second issue locks the
+/// first secret out.
+#[tokio::test]
+async fn an_admin_issues_a_device_secret_and_the_broker_admits_it() {
+    use crate::support::{Client, start_secure};
+
+    let server = start_secure(ROSTER, "", "", &ENV).await;
+    let api = Api::new(&server);
+    let port = server.mqtt_port;
+
+    let mut before = Client::connect(port, "wr-1", Some(("wr-1", "not-issued-yet")), None);
+    assert!(!before.admitted().await, "no secret issued yet");
+
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/v1/admin/devices/wr-1/secret",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = body["secret"].as_str().unwrap().to_owned();
+    let (status, _) = api
+        .call(
+            "POST",
+            "/api/v1/admin/devices/wr-1/secret",
+            Some(CW1_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "caseworkers issue no secrets"
+    );
+
+    // The broker learns of it from the store (access_reload_interval).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut device = Client::connect(port, "wr-1", Some(("wr-1", &first)), None);
+        if device.admitted().await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the issued secret never opened the broker"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (_, body) = api
+        .call(
+            "POST",
+            "/api/v1/admin/devices/wr-1/secret",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    let second = body["secret"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut stale = Client::connect(port, "wr-1", Some(("wr-1", &first)), None);
+        if !stale.admitted().await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replaced secret still opens the broker"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut device = Client::connect(port, "wr-1", Some(("wr-1", &second)), None);
+    assert!(device.admitted().await);
+    assert!(!server.log().contains(&second), "a secret is never logged");
+}

@@ -45,7 +45,10 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::Tokens;
 pub use error::ApiError;
-pub use state::{ApiParts, ApiState, HttpConfig, MetricsRender, ReadingsBackend, TokenSource};
+pub use state::{
+    ApiParts, ApiState, HttpConfig, IssuedSecret, MetricsRender, ReadingsBackend, SecretIssuer,
+    TokenSource,
+};
 
 /// Requests answered, by route, method and status.
 pub const HTTP_REQUESTS: &str = "ondol_http_requests_total";
@@ -75,6 +78,10 @@ pub fn app(state: ApiState) -> Router {
         .route("/admin/residents/:id/away", put(routes::admin::put_away))
         .route("/admin/devices", get(routes::admin::devices))
         .route("/admin/devices/:id", put(routes::admin::put_device))
+        .route(
+            "/admin/devices/:id/secret",
+            post(routes::admin::post_device_secret),
+        )
         .route("/admin/staff", get(routes::admin::staff))
         .route("/admin/staff/:id", put(routes::admin::put_staff))
         .route("/openapi.json", get(openapi::document))

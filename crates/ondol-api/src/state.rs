@@ -77,6 +77,23 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 /// staff.
 pub type TokenSource = Arc<dyn Fn(&[ondol_model::roster::Staff]) -> Tokens + Send + Sync>;
 
+/// A device secret just issued: the secret in clear (answered once, never
+/// stored or logged) and the hash the store keeps.
+pub struct IssuedSecret {
+    pub secret: String,
+    pub hash: String,
+}
+
+impl fmt::Debug for IssuedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IssuedSecret(<redacted>)")
+    }
+}
+
+/// Issues a new device secret (the binary's CSPRNG and Argon2id, the same
+/// as `ondol device rotate-secret`); an error says why it could not.
+pub type SecretIssuer = Arc<dyn Fn() -> Result<IssuedSecret, String> + Send + Sync>;
+
 /// Everything the API is built from.
 pub struct ApiParts {
     /// The API's own connection to the store.
@@ -93,6 +110,8 @@ pub struct ApiParts {
     pub pipeline_running: Arc<AtomicBool>,
     /// For evaluator reports; `None`: the report endpoint answers 501.
     pub pseudonym_key: Option<PseudonymKey>,
+    /// For `POST /admin/devices/{id}/secret`; `None`: it answers 501.
+    pub secret_issuer: Option<SecretIssuer>,
     pub config: HttpConfig,
 }
 
@@ -124,6 +143,7 @@ struct Inner {
     metrics: Option<MetricsRender>,
     pipeline_running: Arc<AtomicBool>,
     pseudonym_key: Option<PseudonymKey>,
+    secret_issuer: Option<SecretIssuer>,
     config: HttpConfig,
 }
 
@@ -148,6 +168,7 @@ impl ApiState {
                 metrics: parts.metrics,
                 pipeline_running: parts.pipeline_running,
                 pseudonym_key: parts.pseudonym_key,
+                secret_issuer: parts.secret_issuer,
                 config: parts.config,
             }),
         }
@@ -171,6 +192,10 @@ impl ApiState {
 
     pub fn pseudonym_key(&self) -> Option<&PseudonymKey> {
         self.inner.pseudonym_key.as_ref()
+    }
+
+    pub fn secret_issuer(&self) -> Option<&SecretIssuer> {
+        self.inner.secret_issuer.as_ref()
     }
 
     pub fn pipeline_running(&self) -> bool {

@@ -159,6 +159,12 @@ fn raise(
     }
 }
 
+/// A different number on every call (the test issuer's secrets).
+fn rand_like() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 fn fixture() -> Fixture {
     fixture_with(HttpConfig::default())
 }
@@ -255,6 +261,15 @@ fn fixture_with(config: HttpConfig) -> Fixture {
         metrics: None,
         pipeline_running: pipeline.clone(),
         pseudonym_key: Some(ondol_report::PseudonymKey::new(vec![7u8; 32]).unwrap()),
+        // The binary's issuer hashes with Argon2id; here the "hash" names
+        // the secret so a test can tell which one the store holds.
+        secret_issuer: Some(Arc::new(|| {
+            let secret = format!("{:064x}", rand_like());
+            Ok(crate::IssuedSecret {
+                hash: format!("test-hash-of-{secret}"),
+                secret,
+            })
+        })),
         config,
     });
     Fixture {
@@ -648,6 +663,7 @@ async fn readings_kept_in_influxdb_are_a_clear_501() {
         metrics: None,
         pipeline_running: f.pipeline.clone(),
         pseudonym_key: None,
+        secret_issuer: None,
         config: HttpConfig::default(),
     });
     state
@@ -946,6 +962,7 @@ async fn metrics_render_through_the_installed_recorder() {
         metrics: Some(Arc::new(|| "ondol_test_total 1\n".to_owned())),
         pipeline_running: f.pipeline.clone(),
         pseudonym_key: None,
+        secret_issuer: None,
         config: HttpConfig::default(),
     });
     let answer = call(&state, "GET", "/metrics", None, None).await;
@@ -1453,4 +1470,76 @@ async fn a_polling_dashboard_is_audited_once_per_window_and_changes_always() {
     }
     let log = audit_log(&every.state).await;
     assert_eq!(count(&log, "GET /api/v1/alerts"), 3, "{log:?}");
+}
+
+#[tokio::test]
+async fn admins_issue_a_device_secret_shown_once_and_stored_as_a_hash() {
+    let f = fixture();
+    let issue = |token: &'static str, device: &'static str| {
+        let state = f.state.clone();
+        async move {
+            call(
+                &state,
+                "POST",
+                &format!("/api/v1/admin/devices/{device}/secret"),
+                Some(token),
+                None,
+            )
+            .await
+        }
+    };
+    let answer = issue("token-adm-1", "wr-1").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    let body = answer.json();
+    assert_eq!(body["device_id"], "wr-1");
+    let secret = body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 64);
+    let stored = f
+        .state
+        .with_store(|store| {
+            store
+                .device_credentials()
+                .map_err(ApiError::store("reading credentials"))
+        })
+        .await
+        .unwrap();
+    let wr1 = stored.iter().find(|d| d.id == "wr-1").unwrap();
+    assert_eq!(
+        wr1.credential_hash.as_deref(),
+        Some(format!("test-hash-of-{secret}").as_str()),
+        "the store keeps the hash the issuer made"
+    );
+
+    // A second issue replaces the first.
+    let again = issue("token-adm-1", "wr-1").await.json();
+    assert_ne!(again["secret"], body["secret"]);
+
+    for (token, device, status) in [
+        ("token-cw-01", "wr-1", StatusCode::FORBIDDEN),
+        ("token-sup-g", "wr-1", StatusCode::FORBIDDEN),
+        ("token-adm-1", "nope-9", StatusCode::NOT_FOUND),
+        ("token-adm-1", "bad/id", StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(
+            issue(token, device).await.status,
+            status,
+            "{token} {device}"
+        );
+    }
+    let log = audit_log(&f.state).await;
+    assert!(
+        log.contains(&entry(
+            "adm-1",
+            "admin",
+            "POST /api/v1/admin/devices/{id}/secret",
+            &["r-1"],
+            200
+        )),
+        "{log:?}"
+    );
+    assert!(
+        !log.iter().any(|e| e.3.iter().any(|r| r.contains(&secret))),
+        "no secret in the audit log"
+    );
 }

@@ -121,6 +121,18 @@ pub async fn start(config: &Config, roster: &Roster) -> anyhow::Result<Http> {
         metrics,
         pipeline_running: pipeline_running.clone(),
         pseudonym_key,
+        secret_issuer: Some(Arc::new(|| {
+            let secret = crate::credentials::DeviceSecret::generate();
+            let hash = crate::credentials::hash_secret(
+                secret.expose(),
+                crate::credentials::SecretOrigin::Generated,
+            )
+            .map_err(|error| format!("{error:#}"))?;
+            Ok(ondol_api::IssuedSecret {
+                secret: secret.expose().to_owned(),
+                hash,
+            })
+        })),
         config: config.http.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)

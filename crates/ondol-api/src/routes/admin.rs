@@ -10,6 +10,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
@@ -586,6 +588,68 @@ pub async fn put_device(
     })
     .await
     .map(Json)
+}
+
+/// A device's new secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedDeviceSecret {
+    pub device_id: String,
+    /// 256 random bits as 64 hex digits: the device's MQTT password. Ondol
+    /// keeps only its Argon2id hash; it is never shown again.
+    pub secret: String,
+}
+
+/// Issue a device a new secret, as `ondol device rotate-secret` does: the
+/// old one stops working at once, a revoked device is reinstated.
+#[utoipa::path(post, path = "/api/v1/admin/devices/{id}/secret",
+    params(("id" = String, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "The new secret (shown once; not cached)", body = IssuedDeviceSecret),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "No such device", body = ErrorBody),
+        (status = 501, description = "This process cannot issue secrets", body = ErrorBody),
+    ),
+    security(("bearer" = [])), tag = "admin")]
+pub async fn post_device_secret(
+    ctx: Ctx,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let issuer = ctx.state().secret_issuer().cloned();
+    ctx.audited(None, move |store, principal, now| {
+        admin(principal)?;
+        let id = path_id(id)?;
+        let device_id =
+            DeviceId::new(id).map_err(|_| ApiError::NotFound("no such device".into()))?;
+        let issuer = issuer.ok_or_else(|| {
+            ApiError::NotImplemented("this process cannot issue device secrets".into())
+        })?;
+        let issued =
+            issuer().map_err(|error| ApiError::internal("issuing a device secret", error))?;
+        let known = store
+            .set_device_credential(&device_id, &issued.hash, now)
+            .map_err(ApiError::store("storing a device credential"))?;
+        if !known {
+            return Err(ApiError::NotFound("no such device".into()));
+        }
+        let resident = load(store)?
+            .devices
+            .iter()
+            .find(|d| d.id == device_id)
+            .and_then(|d| d.resident_at(now))
+            .map(|r| r.to_string());
+        let answer = (
+            // A secret must not linger in a cache on the way.
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(IssuedDeviceSecret {
+                device_id: device_id.to_string(),
+                secret: issued.secret,
+            }),
+        )
+            .into_response();
+        Ok(Audited::new(answer, resident.into_iter().collect()))
+    })
+    .await
 }
 
 /// Every staff member (token variables, never tokens).
