@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -32,6 +32,9 @@ pub struct HttpConfig {
     /// every request. Changes are always audited.
     #[serde(with = "ondol_model::serde_duration")]
     pub audit_repeat_window: Duration,
+    /// Store connections the API keeps: how many requests use the store at
+    /// once (a long report then does not hold up an acknowledgement).
+    pub store_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -41,6 +44,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             max_page_items: 5000,
             audit_repeat_window: Duration::from_secs(300),
+            store_connections: 4,
         }
     }
 }
@@ -54,6 +58,9 @@ impl HttpConfig {
         }
         if self.max_page_items == 0 {
             out.push(("max_page_items", "must be at least 1".into()));
+        }
+        if !(1..=64).contains(&self.store_connections) {
+            out.push(("store_connections", "must be between 1 and 64".into()));
         }
         out
     }
@@ -96,8 +103,11 @@ pub type SecretIssuer = Arc<dyn Fn() -> Result<IssuedSecret, String> + Send + Sy
 
 /// Everything the API is built from.
 pub struct ApiParts {
-    /// The API's own connection to the store.
-    pub store: Store,
+    /// The API's own connections to the store (at least one): that many
+    /// requests use the store at once, so a long report does not hold up
+    /// an acknowledgement. SQLite in WAL mode lets them read while ingest
+    /// writes; writes (acks, audit entries) take turns inside SQLite.
+    pub stores: Vec<Store>,
     pub tokens: Tokens,
     /// `None`: staff changes through the admin API reach the token table
     /// only at the next start.
@@ -118,7 +128,7 @@ pub struct ApiParts {
 impl fmt::Debug for ApiParts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiParts")
-            .field("store", &self.store)
+            .field("stores", &self.stores.len())
             .field("tokens", &self.tokens)
             .field("readings", &self.readings)
             .field("config", &self.config)
@@ -133,9 +143,10 @@ pub struct ApiState {
 }
 
 struct Inner {
-    /// One connection, used on blocking threads one request at a time.
-    /// SQLite in WAL mode lets it read while ingest writes.
-    store: Mutex<Store>,
+    /// Idle connections; a request takes one on a blocking thread (waiting
+    /// while all are in use) and puts it back.
+    stores: Mutex<Vec<Store>>,
+    returned: Condvar,
     tokens: RwLock<Tokens>,
     token_source: Option<TokenSource>,
     clock: Arc<dyn Clock>,
@@ -160,7 +171,8 @@ impl ApiState {
     pub fn new(parts: ApiParts) -> ApiState {
         ApiState {
             inner: Arc::new(Inner {
-                store: Mutex::new(parts.store),
+                stores: Mutex::new(parts.stores),
+                returned: Condvar::new(),
                 tokens: RwLock::new(parts.tokens),
                 token_source: parts.token_source,
                 clock: parts.clock,
@@ -229,21 +241,55 @@ impl ApiState {
         }
     }
 
-    /// Runs `work` with the store on a blocking thread.
+    /// Runs `work` with one of the store connections on a blocking thread.
     pub async fn with_store<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut store = state
-                .inner
-                .store
-                .lock()
-                .map_err(|_| ApiError::internal("locking the store", "a request panicked"))?;
-            work(&mut store)
+            let mut lent = state.borrow_store()?;
+            match lent.store.as_mut() {
+                Some(store) => work(store),
+                None => Err(ApiError::internal("taking a store connection", "none lent")),
+            }
         })
         .await
         .map_err(|error| ApiError::internal("running a store task", error))?
+    }
+
+    /// Takes an idle connection, waiting for one if all are lent.
+    fn borrow_store(&self) -> Result<Lent<'_>, ApiError> {
+        let poisoned = |_| ApiError::internal("taking a store connection", "a request panicked");
+        let mut idle = self.inner.stores.lock().map_err(poisoned)?;
+        loop {
+            if let Some(store) = idle.pop() {
+                return Ok(Lent {
+                    inner: &self.inner,
+                    store: Some(store),
+                });
+            }
+            idle = self.inner.returned.wait(idle).map_err(poisoned)?;
+        }
+    }
+}
+
+/// A connection lent to one request; goes back to the pool when dropped,
+/// even if the request's work panicked.
+struct Lent<'a> {
+    inner: &'a Inner,
+    store: Option<Store>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            self.inner
+                .stores
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(store);
+            self.inner.returned.notify_one();
+        }
     }
 }

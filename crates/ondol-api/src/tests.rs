@@ -253,7 +253,7 @@ fn fixture_with(config: HttpConfig) -> Fixture {
     });
     let tokens = token_source(&roster.staff);
     let state = ApiState::new(ApiParts {
-        store,
+        stores: vec![store],
         tokens,
         token_source: Some(token_source),
         clock: Arc::new(clock.clone()),
@@ -655,7 +655,7 @@ async fn readings_kept_in_influxdb_are_a_clear_501() {
     let f = fixture();
     let store = Store::open_in_memory().unwrap();
     let state = ApiState::new(ApiParts {
-        store,
+        stores: vec![store],
         tokens: Tokens::new([(StaffId::new("adm-1").unwrap(), "t".to_owned())]),
         token_source: None,
         clock: Arc::new(f.clock.clone()),
@@ -954,7 +954,7 @@ async fn operations_endpoints_and_the_dashboard_files() {
 async fn metrics_render_through_the_installed_recorder() {
     let f = fixture();
     let state = ApiState::new(ApiParts {
-        store: Store::open_in_memory().unwrap(),
+        stores: vec![Store::open_in_memory().unwrap()],
         tokens: Tokens::default(),
         token_source: None,
         clock: Arc::new(f.clock.clone()),
@@ -1542,4 +1542,56 @@ async fn admins_issue_a_device_secret_shown_once_and_stored_as_a_hash() {
         !log.iter().any(|e| e.3.iter().any(|r| r.contains(&secret))),
         "no secret in the audit log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_holding_a_store_connection_does_not_hold_up_the_next() {
+    let state = ApiState::new(ApiParts {
+        stores: vec![
+            Store::open_in_memory().unwrap(),
+            Store::open_in_memory().unwrap(),
+        ],
+        tokens: Tokens::default(),
+        token_source: None,
+        clock: Arc::new(ManualClock::new(at(0))),
+        readings: ReadingsBackend::Embedded,
+        metrics: None,
+        pipeline_running: Arc::new(AtomicBool::new(true)),
+        pseudonym_key: None,
+        secret_issuer: None,
+        config: HttpConfig::default(),
+    });
+    // A long report holds one connection until told to finish.
+    let (finish, finished) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let long = tokio::spawn({
+        let state = state.clone();
+        async move {
+            state
+                .with_store(move |_| {
+                    let _ = started_tx.send(());
+                    finished
+                        .recv()
+                        .map_err(|e| ApiError::internal("waiting", e))
+                })
+                .await
+        }
+    });
+    started.await.unwrap();
+    // An acknowledgement meanwhile gets the other connection. (With one
+    // connection it would wait for the report: the timeout only bounds a
+    // hang, it measures nothing.)
+    let quick = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        state.with_store(|store| Ok(store.schema_version().is_ok())),
+    )
+    .await
+    .expect("the second request did not wait for the first");
+    assert!(quick.unwrap());
+    finish.send(()).unwrap();
+    long.await.unwrap().unwrap();
+    // Both connections are back: two more can be held at once.
+    for _ in 0..3 {
+        state.with_store(|_| Ok(())).await.unwrap();
+    }
 }

@@ -654,6 +654,7 @@ mod tests {
         assert_eq!(config.http.request_timeout, http.request_timeout);
         assert_eq!(config.http.max_page_items, http.max_page_items);
         assert_eq!(config.http.audit_repeat_window, http.audit_repeat_window);
+        assert_eq!(config.http.store_connections, http.store_connections);
         let influx = ondol_store::InfluxConfig::default();
         let loaded = &config.timeseries.influxdb;
         assert_eq!(

@@ -82,12 +82,15 @@ pub async fn start(config: &Config, roster: &Roster) -> anyhow::Result<Http> {
         );
     }
     let database = config.storage.database_path();
-    let store = Store::open(&database).with_context(|| {
-        format!(
-            "cannot open the store at {} for the HTTP API",
-            database.display()
-        )
-    })?;
+    let stores = (0..config.http.store_connections)
+        .map(|_| Store::open(&database))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| {
+            format!(
+                "cannot open the store at {} for the HTTP API",
+                database.display()
+            )
+        })?;
     let readings = match config.timeseries.backend {
         TimeseriesBackend::Embedded => ReadingsBackend::Embedded,
         TimeseriesBackend::Influxdb => ReadingsBackend::Elsewhere(
@@ -111,7 +114,7 @@ pub async fn start(config: &Config, roster: &Roster) -> anyhow::Result<Http> {
     });
     let pipeline_running = Arc::new(AtomicBool::new(false));
     let state = ApiState::new(ApiParts {
-        store,
+        stores,
         tokens,
         token_source: Some(Arc::new(|staff: &[ondol_model::roster::Staff]| {
             Tokens::from_staff(staff, |var| std::env::var(var).ok())
