@@ -12,8 +12,7 @@ use ondol_store::{ReadingsQuery, StoredReading};
 
 use crate::context::{Audited, Ctx};
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::residents::{path_resident, readings_params, resident_in_scope};
-use crate::state::ReadingsBackend;
+use crate::routes::residents::{path_resident, readings_request};
 
 /// Most Observations one Bundle holds; a longer range is refused (400)
 /// rather than answered with a Bundle too large to handle.
@@ -49,17 +48,7 @@ pub async fn bundle(
     let id = path_resident(id);
     let backend = ctx.state().readings().clone();
     ctx.audited(id.clone(), move |store, principal, now| {
-        let scope = principal.resident_scope()?;
-        let id = id.ok_or_else(ApiError::no_resident)?;
-        let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let params = readings_params(pairs)?;
-        let roster = store
-            .load_roster()
-            .map_err(ApiError::store("reading the roster"))?;
-        resident_in_scope(&roster, &scope, &id)?;
-        if let ReadingsBackend::Elsewhere(why) = backend {
-            return Err(ApiError::NotImplemented(why));
-        }
+        let (id, params) = readings_request(store, principal, id, query, backend)?;
         if let Some(t) = params.types.iter().find(|t| t.category() != Category::Vital) {
             return Err(ApiError::BadRequest(format!(
                 "{} is not a vital sign; the FHIR export holds vital signs only",

@@ -16,7 +16,7 @@ use ondol_model::{ReadingType, ReadingValue, ResidentId};
 use ondol_store::alerts::AlertRow;
 use ondol_store::{DeviceStateRow, ReadingCursor, ReadingsQuery, ResidentActivityRow, Store};
 
-use crate::auth::Scope;
+use crate::auth::{Principal, Scope};
 use crate::context::{Audited, Ctx};
 use crate::cursor;
 use crate::error::{ApiError, ErrorBody};
@@ -284,7 +284,7 @@ impl ReadingsParams {
     }
 }
 
-pub(crate) fn readings_params(pairs: Vec<(String, String)>) -> Result<ReadingsParams, ApiError> {
+fn readings_params(pairs: Vec<(String, String)>) -> Result<ReadingsParams, ApiError> {
     let mut out = ReadingsParams {
         types: Vec::new(),
         from: None,
@@ -325,6 +325,31 @@ pub(crate) fn readings_params(pairs: Vec<(String, String)>) -> Result<ReadingsPa
         }
     }
     Ok(out)
+}
+
+/// The checks every request for a resident's readings makes, in order: a
+/// role that may see resident data, a resident in scope (404 otherwise,
+/// like a missing one), valid parameters, readings kept here. Answers the
+/// resident id and the parsed parameters.
+pub(crate) fn readings_request(
+    store: &Store,
+    principal: &Principal,
+    id: Option<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    backend: ReadingsBackend,
+) -> Result<(String, ReadingsParams), ApiError> {
+    let scope = principal.resident_scope()?;
+    let id = id.ok_or_else(ApiError::no_resident)?;
+    let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let params = readings_params(pairs)?;
+    let roster = store
+        .load_roster()
+        .map_err(ApiError::store("reading the roster"))?;
+    resident_in_scope(&roster, &scope, &id)?;
+    if let ReadingsBackend::Elsewhere(why) = backend {
+        return Err(ApiError::NotImplemented(why));
+    }
+    Ok((id, params))
 }
 
 /// How the JSON carries a stored value.
@@ -393,17 +418,7 @@ pub async fn readings(
     let backend = ctx.state().readings().clone();
     let max = ctx.state().config().max_page_items;
     ctx.audited(id.clone(), move |store, principal, now| {
-        let scope = principal.resident_scope()?;
-        let id = id.ok_or_else(ApiError::no_resident)?;
-        let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let params = readings_params(pairs)?;
-        let roster = store
-            .load_roster()
-            .map_err(ApiError::store("reading the roster"))?;
-        resident_in_scope(&roster, &scope, &id)?;
-        if let ReadingsBackend::Elsewhere(why) = backend {
-            return Err(ApiError::NotImplemented(why));
-        }
+        let (id, params) = readings_request(store, principal, id, query, backend)?;
         let (from, to) = params.range(now)?;
         let limit = cursor::limit(params.limit, 1000, max)?;
         let after = params
