@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use ondol_model::alert::{AlertStatus, Outcome, Rule, Severity};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
-use ondol_model::roster::{Resident, Roster, StaffRole};
+use ondol_model::roster::{Device, Resident, Roster, StaffRole};
 use ondol_model::{Clock, DeviceId, ResidentId, StaffId};
 use ondol_store::alerts::{AlertRow, AlertUpdate, NewAlert, Raised, SYSTEM_ACTOR};
 use ondol_store::{NewReading, StatusUpdate, Store};
@@ -91,6 +91,9 @@ enum Timer {
     Escalate(i64),
     /// The grace period ends.
     HoldEnd,
+    /// A device binding starts or ends (a device moves to another resident
+    /// on a date set in advance): the roster is applied again.
+    BindingChange,
 }
 
 impl Timer {
@@ -279,6 +282,19 @@ fn enrolment_over(resident: &Resident, now: Timestamp) -> bool {
         .is_some_and(|until| schedule::local_date(now, &resident.timezone) > until)
 }
 
+/// The next moment after `now` at which an active device's binding starts
+/// or ends: where each device belongs changes then without a roster edit.
+fn next_binding_change(devices: &[Device], now: Timestamp) -> Option<Timestamp> {
+    devices
+        .iter()
+        .filter(|d| d.active)
+        .flat_map(|d| d.bindings.iter())
+        .flat_map(|b| [b.from, b.until])
+        .flatten()
+        .filter(|at| *at > now)
+        .min()
+}
+
 /// What a roster change did, for the log and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RosterChanges {
@@ -310,6 +326,7 @@ impl Engine {
         let now = clock.now();
         let roster = store.load_roster()?;
         let supervisors = supervisors_of_roster(&roster);
+        let binding_change = next_binding_change(&roster.devices, now);
         let watch: HashMap<String, (Timestamp, Option<Date>)> = store
             .watch_states()?
             .into_iter()
@@ -432,6 +449,7 @@ impl Engine {
             engine.schedule_checkin(i);
             engine.schedule_inactivity(i, now, true);
         }
+        engine.schedule(Timer::BindingChange, binding_change);
         for i in 0..engine.devices.len() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             engine.schedule_device(i);
@@ -546,6 +564,10 @@ impl Engine {
             Timer::DeviceConfirm(d) => self.confirm_device_offline(d, now),
             Timer::Escalate(id) => self.escalate(id, now),
             Timer::HoldEnd => self.end_hold(now),
+            Timer::BindingChange => {
+                let roster = self.store.load_roster()?;
+                self.apply_roster(&roster).map(|_| ())
+            }
         }
     }
 
@@ -777,6 +799,10 @@ impl Engine {
         }
         self.watched_devices = self.device_index.len();
         self.bands = build_bands(&self.config, &self.resident_index);
+        self.schedule(
+            Timer::BindingChange,
+            next_binding_change(&roster.devices, now),
+        );
 
         let subjects: Vec<(&str, Timestamp)> = rewatch.iter().map(|s| (s.as_str(), now)).collect();
         self.store.restart_watching(&subjects)?;

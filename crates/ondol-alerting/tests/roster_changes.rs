@@ -283,3 +283,37 @@ fn devices_added_and_removed_while_running_are_watched_from_then_and_no_longer()
     h.run_until("2026-11-27T08:00:00Z", mins(10));
     assert_eq!(h.alerts_of("device_offline").len(), 1);
 }
+
+#[test]
+fn a_binding_set_in_advance_takes_effect_at_its_time_without_a_roster_edit() {
+    let config = AlertingConfig {
+        device_silent_after: Duration::from_secs(30 * 60),
+        mass_silence_min_devices: 50,
+        ..config()
+    };
+    // wr-1 is r-1's from 04:00 (delivered then); nobody edits the roster.
+    let mut text = roster(&[resident("r-1", "cw-1", "checkin = { window = \"none\" }")]);
+    text.push_str(
+        "[[devices]]\nid = \"wr-1\"\nresident = \"r-1\"\nkind = \"wearable\"\n\
+         bound_from = \"2026-11-27T04:00:00Z\"\n",
+    );
+    let mut h = Harness::new(&text, "2026-11-27T03:00:00Z", config);
+    h.motion("gw-r-1", h.now());
+    // The gateway keeps reporting all along.
+    let mut at = ts("2026-11-27T03:10:00Z");
+    while at <= ts("2026-11-27T05:30:00Z") {
+        h.run_until(&at.to_string(), mins(1));
+        h.motion("gw-r-1", at);
+        at = at + mins(10);
+    }
+    // Not watched before 04:00 (not r-1's yet); from 04:00 it is, and its
+    // silence is reported after 30 min plus the 5 min confirmation.
+    let offline = h.alerts_of("device_offline");
+    assert_eq!(offline.len(), 1, "{offline:?}");
+    assert_eq!(offline[0].device_id.as_ref().unwrap().as_str(), "wr-1");
+    assert!(
+        offline[0].opened_at >= ts("2026-11-27T04:35:00Z"),
+        "{offline:?}"
+    );
+    assert_eq!(offline[0].resident_id.as_ref().unwrap().as_str(), "r-1");
+}
