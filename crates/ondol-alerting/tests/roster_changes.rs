@@ -304,7 +304,7 @@ fn a_binding_set_in_advance_takes_effect_at_its_time_without_a_roster_edit() {
     while at <= ts("2026-11-27T05:30:00Z") {
         h.run_until(&at.to_string(), mins(1));
         h.motion("gw-r-1", at);
-        at = at + mins(10);
+        at += mins(10);
     }
     // Not watched before 04:00 (not r-1's yet); from 04:00 it is, and its
     // silence is reported after 30 min plus the 5 min confirmation.
