@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::load::{Latency, LoadSpec, Outcome};
+use crate::load::{Latency, LoadSpec, Outcome, RssSample};
 use crate::server::{BrokerMode, Usage};
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +34,11 @@ pub struct RunResult {
     pub stored_twice: u64,
     /// Rows in the store after the run (None against a running server).
     pub stored: Option<u64>,
+    /// Load averages (1, 5, 15 min) at the end of the measured window: the
+    /// machine is shared, so read every figure with its load.
+    pub load_average: Option<[f64; 3]>,
+    /// The server's memory over a soak (`--soak`), oldest first.
+    pub rss_samples: Vec<RssSample>,
 }
 
 impl RunResult {
@@ -64,13 +69,15 @@ impl RunResult {
             stored_twice: outcome.duplicates
                 + stored.map_or(0, |s| s.saturating_sub(outcome.accepted)),
             stored,
+            load_average: outcome.load_average,
+            rss_samples: outcome.rss_samples.clone(),
         }
     }
 }
 
 pub fn table(results: &[RunResult]) -> String {
     let mut out = String::from(
-        "mode       devices  rate      r/msg  accepted/s  p50 ms  p95 ms  p99 ms  max ms  cpu cores  peak MiB  lost  twice  unreceipted\n",
+        "mode       devices  rate      r/msg  accepted/s  p50 ms  p95 ms  p99 ms  max ms  cpu cores  peak MiB  lost  twice  unreceipted  load 1m\n",
     );
     for r in results {
         let rate = if r.target_rate == 0 {
@@ -83,7 +90,7 @@ pub fn table(results: &[RunResult]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<10} {:>7}  {:<8}  {:>5}  {:>10.0}  {:>6.1}  {:>6.1}  {:>6.1}  {:>6.1}  {:>9}  {:>8}  {:>4}  {:>5}  {:>11}",
+            "{:<10} {:>7}  {:<8}  {:>5}  {:>10.0}  {:>6.1}  {:>6.1}  {:>6.1}  {:>6.1}  {:>9}  {:>8}  {:>4}  {:>5}  {:>11}  {:>7}",
             format!("{:?}", r.mode).to_lowercase(),
             r.devices,
             rate,
@@ -98,7 +105,20 @@ pub fn table(results: &[RunResult]) -> String {
             r.lost,
             r.stored_twice,
             r.unreceipted_messages,
+            opt(r.load_average.map(|l| l[0]), 2),
         );
+    }
+    for r in results.iter().filter(|r| !r.rss_samples.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nsoak, {} ({} devices): server RSS over the measured window",
+            format!("{:?}", r.mode).to_lowercase(),
+            r.devices
+        );
+        out.push_str("   t s   RSS MiB   accepted\n");
+        for s in &r.rss_samples {
+            let _ = writeln!(out, "{:>6.0}  {:>8.1}  {:>9}", s.at_s, s.rss_mib, s.accepted);
+        }
     }
     out
 }

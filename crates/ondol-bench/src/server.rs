@@ -121,6 +121,15 @@ impl ServerUnderTest {
         Some(total)
     }
 
+    /// Resident memory of ondol (and Mosquitto, when used) right now, MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        let mut total = 0.0;
+        for child in [&self.ondol, &self.mosquitto].into_iter().flatten() {
+            total += proc_status_kib(child.id(), "VmRSS:")? / 1024.0;
+        }
+        Some(total)
+    }
+
     /// Stops ondol gracefully and counts the readings it stored.
     pub async fn stop_and_count_readings(&mut self) -> anyhow::Result<u64> {
         if let Some(mut child) = self.ondol.take() {
@@ -202,18 +211,31 @@ fn proc_usage(pid: u32) -> Option<Usage> {
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let hwm_kib = proc_status_kib(pid, "VmHWM:")?;
     // USER_HZ is 100 on every Linux we run on.
     Some(Usage {
         cpu_seconds: ticks / 100.0,
         peak_rss_mib: hwm_kib / 1024.0,
     })
+}
+
+/// One `kB` line of /proc/PID/status (`VmRSS:`, `VmHWM:`).
+fn proc_status_kib(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The machine's 1, 5 and 15 minute load averages: the machine is shared,
+/// so every figure carries the load it was measured under.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }
