@@ -91,7 +91,7 @@ pub fn table(results: &[RunResult]) -> String {
         let _ = writeln!(
             out,
             "{:<10} {:>7}  {:<8}  {:>5}  {:>10.0}  {:>6.1}  {:>6.1}  {:>6.1}  {:>6.1}  {:>9}  {:>8}  {:>4}  {:>5}  {:>11}  {:>7}",
-            format!("{:?}", r.mode).to_lowercase(),
+            r.mode.name(),
             r.devices,
             rate,
             r.readings_per_message,
@@ -112,12 +112,16 @@ pub fn table(results: &[RunResult]) -> String {
         let _ = writeln!(
             out,
             "\nsoak, {} ({} devices): server RSS over the measured window",
-            format!("{:?}", r.mode).to_lowercase(),
+            r.mode.name(),
             r.devices
         );
         out.push_str("   t s   RSS MiB   accepted\n");
         for s in &r.rss_samples {
-            let _ = writeln!(out, "{:>6.0}  {:>8.1}  {:>9}", s.at_s, s.rss_mib, s.accepted);
+            let _ = writeln!(
+                out,
+                "{:>6.0}  {:>8.1}  {:>9}",
+                s.at_s, s.rss_mib, s.accepted
+            );
         }
     }
     out
