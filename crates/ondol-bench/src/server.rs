@@ -93,7 +93,7 @@ impl ServerUnderTest {
             }
         };
         let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{ondol_port}\"\n# Bench devices have no secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n[log]\nfilter = \"warn,ondol::server=info\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sink_section}",
+            "[mqtt]\nlisten = \"127.0.0.1:{ondol_port}\"\n# Bench devices have no secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n# The per-device rate limit is a policy, not a capacity: off for the bench.\ndevice_max_messages_per_minute = 1e12\ndevice_max_burst_messages = 1e12\n[log]\nfilter = \"warn,ondol::server=info\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sink_section}",
             data = server.dir.path().join("data"),
             roster = server.dir.path().join("registry.toml"),
         );
