@@ -29,8 +29,9 @@ pub struct RunResult {
     pub connect_failures: u64,
     /// Readings the receipts called accepted that are not in the store.
     pub lost: u64,
-    /// Readings the store holds more than once, or that receipts reported as
-    /// duplicates although nothing was resent.
+    /// Readings the store holds more than once (more rows than receipted
+    /// plus unreceipted readings), or that receipts reported as duplicates
+    /// although nothing was resent.
     pub stored_twice: u64,
     /// Rows in the store after the run (None against a running server).
     pub stored: Option<u64>,
@@ -66,8 +67,15 @@ impl RunResult {
             unreceipted_messages: outcome.unreceipted,
             connect_failures: outcome.connect_failures,
             lost: stored.map_or(0, |s| outcome.accepted.saturating_sub(s)),
+            // A message whose receipt never came (a device reconnected, or
+            // the drain ended) may still have been stored: its readings
+            // are not duplicates.
             stored_twice: outcome.duplicates
-                + stored.map_or(0, |s| s.saturating_sub(outcome.accepted)),
+                + stored.map_or(0, |s| {
+                    s.saturating_sub(
+                        outcome.accepted + outcome.unreceipted * spec.readings_per_message as u64,
+                    )
+                }),
             stored,
             load_average: outcome.load_average,
             rss_samples: outcome.rss_samples.clone(),
