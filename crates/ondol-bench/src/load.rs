@@ -30,6 +30,9 @@ pub struct LoadSpec {
     pub window: usize,
     pub duration: Duration,
     pub warmup: Duration,
+    /// Sample the server's memory this often during the measured window
+    /// (a soak); None = only its peak at the end.
+    pub sample_every: Option<Duration>,
 }
 
 impl LoadSpec {
@@ -86,6 +89,17 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+/// The server's memory at one moment of a soak.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RssSample {
+    /// Seconds since the measured window began.
+    pub at_s: f64,
+    /// Resident set size of the server process(es), MiB.
+    pub rss_mib: f64,
+    /// Readings accepted so far in the window.
+    pub accepted: u64,
+}
+
 /// What one load run measured.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -103,6 +117,10 @@ pub struct Outcome {
     pub connect_failures: u64,
     /// Server CPU over the measured window and its peak memory.
     pub server_usage: Option<Usage>,
+    /// The server's memory every `sample_every` (empty without it).
+    pub rss_samples: Vec<RssSample>,
+    /// Load averages (1, 5, 15 min) at the end of the measured window.
+    pub load_average: Option<[f64; 3]>,
 }
 
 #[derive(Debug, Default)]
@@ -209,9 +227,34 @@ pub async fn run(
     let cpu_before = server.and_then(ServerUnderTest::usage);
     shared.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    tokio::time::sleep(spec.duration).await;
+    let mut rss_samples = Vec::new();
+    match (spec.sample_every, server) {
+        (Some(every), Some(server)) => {
+            let end = started + spec.duration;
+            let mut next = started;
+            while next <= end {
+                tokio::time::sleep_until(next.into()).await;
+                if let Some(rss_mib) = server.rss_mib() {
+                    let sample = RssSample {
+                        at_s: started.elapsed().as_secs_f64(),
+                        rss_mib,
+                        accepted: shared.accepted_in_window.load(Ordering::Relaxed),
+                    };
+                    eprintln!(
+                        "   t={:>6.0}s  rss {:>7.1} MiB  accepted {}",
+                        sample.at_s, sample.rss_mib, sample.accepted
+                    );
+                    rss_samples.push(sample);
+                }
+                next += every;
+            }
+            tokio::time::sleep_until(end.into()).await;
+        }
+        _ => tokio::time::sleep(spec.duration).await,
+    }
     shared.measuring.store(false, Ordering::Relaxed);
     let measured = started.elapsed();
+    let load_average = crate::server::load_average();
     let cpu_after = server.and_then(ServerUnderTest::usage);
     shared.stop_sending.store(true, Ordering::Relaxed);
 
@@ -240,6 +283,8 @@ pub async fn run(
         unreceipted: shared.in_flight.load(Ordering::Relaxed),
         connect_failures: shared.connect_failures.load(Ordering::Relaxed),
         server_usage,
+        rss_samples,
+        load_average,
     })
 }
 

@@ -47,6 +47,10 @@ struct Args {
     /// Load before measuring starts.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     warmup: Duration,
+    /// Soak: sample the server's resident memory this often during the
+    /// measured window (into the table and the JSON), e.g. `--soak 30s`.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    soak: Option<Duration>,
     /// Modes to run, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "embedded")]
     modes: Vec<BrokerMode>,
@@ -92,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         window: args.window.max(1),
         duration: args.duration,
         warmup: args.warmup,
+        sample_every: args.soak.filter(|every| !every.is_zero()),
     };
     let mut results: Vec<RunResult> = Vec::new();
     for mode in &args.modes {

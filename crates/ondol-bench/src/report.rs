@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::load::{Latency, LoadSpec, Outcome};
+use crate::load::{Latency, LoadSpec, Outcome, RssSample};
 use crate::server::{BrokerMode, Usage};
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,11 +29,17 @@ pub struct RunResult {
     pub connect_failures: u64,
     /// Readings the receipts called accepted that are not in the store.
     pub lost: u64,
-    /// Readings the store holds more than once, or that receipts reported as
-    /// duplicates although nothing was resent.
+    /// Readings the store holds more than once (more rows than receipted
+    /// plus unreceipted readings), or that receipts reported as duplicates
+    /// although nothing was resent.
     pub stored_twice: u64,
     /// Rows in the store after the run (None against a running server).
     pub stored: Option<u64>,
+    /// Load averages (1, 5, 15 min) at the end of the measured window: the
+    /// machine is shared, so read every figure with its load.
+    pub load_average: Option<[f64; 3]>,
+    /// The server's memory over a soak (`--soak`), oldest first.
+    pub rss_samples: Vec<RssSample>,
 }
 
 impl RunResult {
@@ -61,16 +67,25 @@ impl RunResult {
             unreceipted_messages: outcome.unreceipted,
             connect_failures: outcome.connect_failures,
             lost: stored.map_or(0, |s| outcome.accepted.saturating_sub(s)),
+            // A message whose receipt never came (a device reconnected, or
+            // the drain ended) may still have been stored: its readings
+            // are not duplicates.
             stored_twice: outcome.duplicates
-                + stored.map_or(0, |s| s.saturating_sub(outcome.accepted)),
+                + stored.map_or(0, |s| {
+                    s.saturating_sub(
+                        outcome.accepted + outcome.unreceipted * spec.readings_per_message as u64,
+                    )
+                }),
             stored,
+            load_average: outcome.load_average,
+            rss_samples: outcome.rss_samples.clone(),
         }
     }
 }
 
 pub fn table(results: &[RunResult]) -> String {
     let mut out = String::from(
-        "mode       devices  rate      r/msg  accepted/s  p50 ms  p95 ms  p99 ms  max ms  cpu cores  peak MiB  lost  twice  unreceipted\n",
+        "mode       devices  rate      r/msg  accepted/s  p50 ms  p95 ms  p99 ms  max ms  cpu cores  peak MiB  lost  twice  unreceipted  load 1m\n",
     );
     for r in results {
         let rate = if r.target_rate == 0 {
@@ -83,8 +98,8 @@ pub fn table(results: &[RunResult]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<10} {:>7}  {:<8}  {:>5}  {:>10.0}  {:>6.1}  {:>6.1}  {:>6.1}  {:>6.1}  {:>9}  {:>8}  {:>4}  {:>5}  {:>11}",
-            format!("{:?}", r.mode).to_lowercase(),
+            "{:<10} {:>7}  {:<8}  {:>5}  {:>10.0}  {:>6.1}  {:>6.1}  {:>6.1}  {:>6.1}  {:>9}  {:>8}  {:>4}  {:>5}  {:>11}  {:>7}",
+            r.mode.name(),
             r.devices,
             rate,
             r.readings_per_message,
@@ -98,7 +113,24 @@ pub fn table(results: &[RunResult]) -> String {
             r.lost,
             r.stored_twice,
             r.unreceipted_messages,
+            opt(r.load_average.map(|l| l[0]), 2),
         );
+    }
+    for r in results.iter().filter(|r| !r.rss_samples.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\nsoak, {} ({} devices): server RSS over the measured window",
+            r.mode.name(),
+            r.devices
+        );
+        out.push_str("   t s   RSS MiB   accepted\n");
+        for s in &r.rss_samples {
+            let _ = writeln!(
+                out,
+                "{:>6.0}  {:>8.1}  {:>9}",
+                s.at_s, s.rss_mib, s.accepted
+            );
+        }
     }
     out
 }

@@ -1,5 +1,6 @@
 //! The Ondol under test: started on free loopback ports with a temporary
-//! data directory, optionally behind a Mosquitto broker, measured through
+//! data directory, optionally behind a Mosquitto broker or writing its raw
+//! readings to VictoriaMetrics through the InfluxDB sink, measured through
 //! /proc (Linux).
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,20 @@ pub enum BrokerMode {
     Embedded,
     /// Mosquitto (Debian package `mosquitto`), with ondol's ingest as a client.
     Mosquitto,
+    /// The embedded broker, raw readings through the InfluxDB sink to
+    /// VictoriaMetrics (Debian package `victoria-metrics`), dedupe keys and
+    /// rollups in SQLite.
+    Influxdb,
+}
+
+impl BrokerMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerMode::Embedded => "embedded",
+            BrokerMode::Mosquitto => "mosquitto",
+            BrokerMode::Influxdb => "influxdb",
+        }
+    }
 }
 
 /// CPU time and memory of a process, from /proc.
@@ -33,6 +48,8 @@ pub struct ServerUnderTest {
     dir: tempfile::TempDir,
     ondol: Option<Child>,
     mosquitto: Option<Child>,
+    /// VictoriaMetrics and its HTTP port (influxdb mode).
+    victoria: Option<(Child, u16)>,
     device_port: u16,
 }
 
@@ -50,10 +67,21 @@ impl ServerUnderTest {
             dir,
             ondol: None,
             mosquitto: None,
+            victoria: None,
             device_port: ondol_port,
         };
+        let mut sink_section = String::new();
         let broker_line = match mode {
             BrokerMode::Embedded => "broker = \"embedded\"".to_owned(),
+            BrokerMode::Influxdb => {
+                let port = free_port()?;
+                server.victoria = Some((start_victoria(server.dir.path(), port)?, port));
+                wait_for_victoria(port).await?;
+                sink_section = format!(
+                    "[timeseries]\nbackend = \"influxdb\"\n[timeseries.influxdb]\nurl = \"http://127.0.0.1:{port}\"\n"
+                );
+                "broker = \"embedded\"".to_owned()
+            }
             BrokerMode::Mosquitto => {
                 let port = free_port()?;
                 server.mosquitto = Some(start_mosquitto(server.dir.path(), port)?);
@@ -65,7 +93,7 @@ impl ServerUnderTest {
             }
         };
         let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{ondol_port}\"\n# Bench devices have no secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n[log]\nfilter = \"warn,ondol::server=info\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            "[mqtt]\nlisten = \"127.0.0.1:{ondol_port}\"\n# Bench devices have no secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n# The per-device rate limit is a policy, not a capacity: off for the bench.\ndevice_max_messages_per_minute = 1e12\ndevice_max_burst_messages = 1e12\n[log]\nfilter = \"warn,ondol::server=info\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sink_section}",
             data = server.dir.path().join("data"),
             roster = server.dir.path().join("registry.toml"),
         );
@@ -77,6 +105,8 @@ impl ServerUnderTest {
                 .arg("run")
                 .arg("--config")
                 .arg(&config_path)
+                // VictoriaMetrics ignores the token; the sink wants one.
+                .env("ONDOL_INFLUXDB_TOKEN", "bench")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -110,13 +140,36 @@ impl ServerUnderTest {
         std::fs::read_to_string(self.dir.path().join("ondol.log")).unwrap_or_default()
     }
 
-    /// CPU and peak memory of ondol (and Mosquitto, when used) so far.
+    /// The measured processes: ondol and the broker or sink server it uses.
+    fn pids(&self) -> Vec<u32> {
+        [
+            self.ondol.as_ref(),
+            self.mosquitto.as_ref(),
+            self.victoria.as_ref().map(|(child, _)| child),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Child::id)
+        .collect()
+    }
+
+    /// CPU and peak memory of ondol (and Mosquitto or VictoriaMetrics, when
+    /// used) so far.
     pub fn usage(&self) -> Option<Usage> {
         let mut total = Usage::default();
-        for child in [&self.ondol, &self.mosquitto].into_iter().flatten() {
-            let usage = proc_usage(child.id())?;
+        for pid in self.pids() {
+            let usage = proc_usage(pid)?;
             total.cpu_seconds += usage.cpu_seconds;
             total.peak_rss_mib += usage.peak_rss_mib;
+        }
+        Some(total)
+    }
+
+    /// Resident memory of the measured processes right now, MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        let mut total = 0.0;
+        for pid in self.pids() {
+            total += proc_status_kib(pid, "VmRSS:")? / 1024.0;
         }
         Some(total)
     }
@@ -134,6 +187,9 @@ impl ServerUnderTest {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        if let Some((_, port)) = &self.victoria {
+            return count_victoria_points(*port).await;
+        }
         let db = rusqlite::Connection::open_with_flags(
             self.database(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -149,9 +205,13 @@ impl ServerUnderTest {
 
 impl Drop for ServerUnderTest {
     fn drop(&mut self) {
-        for child in [self.ondol.as_mut(), self.mosquitto.as_mut()]
-            .into_iter()
-            .flatten()
+        for child in [
+            self.ondol.as_mut(),
+            self.mosquitto.as_mut(),
+            self.victoria.as_mut().map(|(child, _)| child),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = child.kill();
             let _ = child.wait();
@@ -175,6 +235,71 @@ fn start_mosquitto(dir: &Path, port: u16) -> anyhow::Result<Child> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start mosquitto (apt-get install mosquitto)")
+}
+
+fn start_victoria(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.join("victoria-metrics.log"))?;
+    Command::new("victoria-metrics")
+        .arg("-storageDataPath")
+        .arg(dir.join("victoria-metrics"))
+        .arg("-httpListenAddr")
+        .arg(format!("127.0.0.1:{port}"))
+        // Samples older than the default month would be dropped with a 204.
+        .arg("-retentionPeriod")
+        .arg("100y")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start victoria-metrics (apt-get install victoria-metrics)")
+}
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?)
+}
+
+async fn wait_for_victoria(port: u16) -> anyhow::Result<()> {
+    let http = http_client()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "victoria-metrics did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Samples of the `reading_value` series (measurement `reading`, field
+/// `value`) that VictoriaMetrics holds, after flushing what it buffers.
+async fn count_victoria_points(port: u16) -> anyhow::Result<u64> {
+    let http = http_client()?;
+    let base = format!("http://127.0.0.1:{port}");
+    http.get(format!("{base}/internal/force_flush"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let export = http
+        .get(format!("{base}/api/v1/export"))
+        .query(&[("match[]", "{__name__=\"reading_value\"}")])
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let mut count = 0u64;
+    for line in export.lines().filter(|l| !l.trim().is_empty()) {
+        let series: serde_json::Value = serde_json::from_str(line)?;
+        count += series["values"].as_array().map_or(0, |v| v.len() as u64);
+    }
+    Ok(count)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -202,18 +327,31 @@ fn proc_usage(pid: u32) -> Option<Usage> {
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let hwm_kib = proc_status_kib(pid, "VmHWM:")?;
     // USER_HZ is 100 on every Linux we run on.
     Some(Usage {
         cpu_seconds: ticks / 100.0,
         peak_rss_mib: hwm_kib / 1024.0,
     })
+}
+
+/// One `kB` line of /proc/PID/status (`VmRSS:`, `VmHWM:`).
+fn proc_status_kib(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The machine's 1, 5 and 15 minute load averages: the machine is shared,
+/// so every figure carries the load it was measured under.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttd::protocol::v4::V4;
 use rumqttd::protocol::{Error, Packet, Protocol};
 use tokio::sync::Semaphore;
@@ -160,11 +160,31 @@ impl Protocol for Guarded {
             None => self.on_connect(&packet)?,
             Some(identity) => self.check(identity, &packet)?,
         }
-        Ok(packet)
+        Ok(unpin(packet))
     }
 
     fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, Error> {
         self.inner.write(packet, write)
+    }
+}
+
+/// Gives a PUBLISH its own copy of topic and payload.
+///
+/// rumqttd decodes a PUBLISH as slices of the connection's read buffer
+/// (10 KiB or more) and keeps the packet in its commit log until the ring
+/// wraps. Each stored slice pins the whole buffer it came from, so the
+/// log's real footprint was many times the bytes it counts: 0.6–0.9 GiB under
+/// sustained load with a 64 MiB ring (BENCHMARKS.md). Copying a reading's
+/// few hundred bytes here costs one small allocation and lets the buffer go
+/// as soon as the connection has read past it.
+fn unpin(packet: Packet) -> Packet {
+    match packet {
+        Packet::Publish(mut publish, properties) => {
+            publish.topic = Bytes::copy_from_slice(&publish.topic);
+            publish.payload = Bytes::copy_from_slice(&publish.payload);
+            Packet::Publish(publish, properties)
+        }
+        other => other,
     }
 }
 
@@ -219,5 +239,45 @@ pub(crate) fn auth_handler(
             }
             ok
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttd::protocol::Publish;
+
+    /// The unpinned packet owns its bytes: nothing of it points into the
+    /// connection's read buffer, which can therefore be freed or reused.
+    #[test]
+    fn a_decoded_publish_no_longer_points_into_the_read_buffer() {
+        let mut wire = BytesMut::new();
+        let publish = Publish::new(
+            "ondol/v1/devices/gw-0001/readings",
+            r#"{"msg_id":"a","readings":[{"type":"heart_rate","value":72}]}"#,
+            false,
+        );
+        V4.write(Packet::Publish(publish, None), &mut wire)
+            .expect("encode");
+        wire.reserve(10 * 1024);
+        let start = wire.as_ptr() as usize;
+        let end = start + wire.capacity();
+        let inside = |b: &Bytes| (start..end).contains(&(b.as_ptr() as usize));
+
+        let mut stream = wire;
+        let decoded = V4.read_mut(&mut stream, 1024 * 1024).expect("decode");
+        let Packet::Publish(pinned, _) = &decoded else {
+            panic!("not a publish: {decoded:?}");
+        };
+        // The premise: rumqttd's own decoding shares the read buffer.
+        assert!(inside(&pinned.payload) && inside(&pinned.topic));
+
+        let Packet::Publish(owned, _) = unpin(decoded) else {
+            panic!("unpin changed the packet kind");
+        };
+        assert!(!inside(&owned.payload), "payload still in the read buffer");
+        assert!(!inside(&owned.topic), "topic still in the read buffer");
+        assert_eq!(&owned.topic[..], b"ondol/v1/devices/gw-0001/readings");
+        assert!(owned.payload.starts_with(b"{\"msg_id\":\"a\""));
     }
 }
