@@ -11,33 +11,7 @@ use std::time::Duration;
 
 use ondol_alerting::{AlertingConfig, OutageSource};
 use ondol_model::alert::AlertStatus;
-use support::{Harness, mins, ts};
-
-const SEOUL: &str = r#"
-[[residents]]
-id = "r-1"
-name = "Kim"
-timezone = "Asia/Seoul"
-region = "gangjin"
-enrolled_from = "2026-01-01"
-caseworker = "cw-1"
-
-[[devices]]
-id = "gw-1"
-resident = "r-1"
-kind = "gateway"
-
-[[staff]]
-id = "cw-1"
-name = "Park"
-role = "caseworker"
-
-[[staff]]
-id = "sup-1"
-name = "Lee"
-role = "supervisor"
-region = "gangjin"
-"#;
+use support::{Harness, SEOUL, mins, ts};
 
 /// A 30-minute grace period; devices stay "heard" for the whole test.
 fn with_grace() -> AlertingConfig {

@@ -10,33 +10,7 @@ use std::time::Duration;
 use ondol_alerting::{AlertingConfig, OutageSource};
 use ondol_model::alert::{AlertStatus, Outcome, Severity};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
-use support::{Harness, config, hours, mins, ts};
-
-const SEOUL: &str = r#"
-[[residents]]
-id = "r-1"
-name = "Kim"
-timezone = "Asia/Seoul"
-region = "gangjin"
-enrolled_from = "2026-01-01"
-caseworker = "cw-1"
-
-[[devices]]
-id = "gw-1"
-resident = "r-1"
-kind = "gateway"
-
-[[staff]]
-id = "cw-1"
-name = "Park"
-role = "caseworker"
-
-[[staff]]
-id = "sup-1"
-name = "Lee"
-role = "supervisor"
-region = "gangjin"
-"#;
+use support::{Harness, SEOUL, config, hours, mins, ts};
 
 /// Devices that stay "heard" for the length of a test.
 fn quiet_devices() -> AlertingConfig {

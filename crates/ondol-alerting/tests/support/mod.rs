@@ -18,6 +18,34 @@ use ondol_store::alerts::AlertRow;
 use ondol_store::{Batch, NewReading, StatusUpdate, Store, parse_roster};
 use tokio::sync::Notify;
 
+/// One resident in Asia/Seoul with a gateway, their caseworker and the
+/// region's supervisor.
+pub const SEOUL: &str = r#"
+[[residents]]
+id = "r-1"
+name = "Kim"
+timezone = "Asia/Seoul"
+region = "gangjin"
+enrolled_from = "2026-01-01"
+caseworker = "cw-1"
+
+[[devices]]
+id = "gw-1"
+resident = "r-1"
+kind = "gateway"
+
+[[staff]]
+id = "cw-1"
+name = "Park"
+role = "caseworker"
+
+[[staff]]
+id = "sup-1"
+name = "Lee"
+role = "supervisor"
+region = "gangjin"
+"#;
+
 pub fn ts(s: &str) -> Timestamp {
     s.parse().expect("an RFC 3339 timestamp")
 }
