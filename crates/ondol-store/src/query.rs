@@ -100,47 +100,20 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT reading_type, sensor, ts_ms, resident_id, value, value2, text, received_ms \
+                "SELECT device_id, resident_id, reading_type, sensor, ts_ms, value, value2, text, \
+                   received_ms \
                  FROM readings WHERE device_id = ?1 \
                  ORDER BY ts_ms DESC, reading_type, sensor LIMIT ?2",
             )
             .map_err(StoreError::sqlite("preparing the readings query"))?;
         let rows = stmt
-            .query_map(params![device.as_str(), limit_param(limit)], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, Option<f64>>(4)?,
-                    row.get::<_, Option<f64>>(5)?,
-                    row.get::<_, Option<String>>(6)?,
-                    row.get::<_, i64>(7)?,
-                ))
-            })
+            .query_map(
+                params![device.as_str(), limit_param(limit)],
+                RawReading::from_row,
+            )
             .map_err(StoreError::sqlite("reading readings"))?;
-        let table = "readings";
-        rows.map(|row| {
-            let (kind, sensor, ts_ms, resident, value, value2, text, received_ms) =
-                row.map_err(StoreError::sqlite("reading readings"))?;
-            let key = || format!("{device} {kind} {sensor:?} {ts_ms}");
-            let reading_type = ReadingType::parse(&kind)
-                .ok_or_else(|| invalid(table, key(), format!("unknown type {kind:?}")))?;
-            let value = decode_value(reading_type, value, value2, text.as_deref())
-                .ok_or_else(|| invalid(table, key(), "value columns do not fit the type".into()))?;
-            Ok(StoredReading {
-                device_id: device.clone(),
-                resident_id: parse_id(&resident, table, key)?,
-                reading: Reading {
-                    reading_type,
-                    value,
-                    sensor: (!sensor.is_empty()).then_some(sensor.clone()),
-                    ts: timestamp(ts_ms, table, key)?,
-                },
-                received_at: timestamp(received_ms, table, key)?,
-            })
-        })
-        .collect()
+        rows.map(|row| row.map_err(StoreError::sqlite("reading readings"))?.parse())
+            .collect()
     }
 
     /// The latest rejections, newest first.
@@ -376,8 +349,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT r.device_id, r.reading_type, r.sensor, r.ts_ms, r.value, r.value2, r.text, \
-                   r.received_ms \
+                "SELECT r.device_id, r.resident_id, r.reading_type, r.sensor, r.ts_ms, r.value, \
+                   r.value2, r.text, r.received_ms \
                  FROM readings r \
                  WHERE r.resident_id = ?1 AND r.ts_ms >= ?2 AND r.ts_ms < ?3 \
                    AND (?4 IS NULL OR r.reading_type IN (SELECT value FROM json_each(?4))) \
@@ -404,26 +377,13 @@ impl Store {
                     // One more than asked tells whether another page follows.
                     limit_param(query.limit.saturating_add(1)),
                 ],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, Option<f64>>(4)?,
-                        row.get::<_, Option<f64>>(5)?,
-                        row.get::<_, Option<String>>(6)?,
-                        row.get::<_, i64>(7)?,
-                    ))
-                },
+                RawReading::from_row,
             )
             .map_err(StoreError::sqlite("reading a resident's readings"))?;
-        let table = "readings";
         let mut items: Vec<StoredReading> = Vec::new();
         let mut next = None;
         for row in rows {
-            let (device, kind, sensor, ts_ms, value, value2, text, received_ms) =
-                row.map_err(StoreError::sqlite("reading a resident's readings"))?;
+            let row = row.map_err(StoreError::sqlite("reading a resident's readings"))?;
             if items.len() == query.limit {
                 next = items.last().map(|last| ReadingCursor {
                     ts_ms: last.reading.ts.as_millisecond(),
@@ -433,22 +393,7 @@ impl Store {
                 });
                 break;
             }
-            let key = || format!("{device} {kind} {sensor:?} {ts_ms}");
-            let reading_type = ReadingType::parse(&kind)
-                .ok_or_else(|| invalid(table, key(), format!("unknown type {kind:?}")))?;
-            let value = decode_value(reading_type, value, value2, text.as_deref())
-                .ok_or_else(|| invalid(table, key(), "value columns do not fit the type".into()))?;
-            items.push(StoredReading {
-                device_id: parse_id(&device, table, key)?,
-                resident_id: query.resident.clone(),
-                reading: Reading {
-                    reading_type,
-                    value,
-                    sensor: (!sensor.is_empty()).then_some(sensor.clone()),
-                    ts: timestamp(ts_ms, table, key)?,
-                },
-                received_at: timestamp(received_ms, table, key)?,
-            });
+            items.push(row.parse()?);
         }
         Ok(ReadingsPage { items, next })
     }
@@ -488,6 +433,67 @@ pub struct ReadingsPage {
 }
 
 /// SQLite's LIMIT takes an i64; a larger request means "all".
+/// A `readings` row as selected (`device_id, resident_id, reading_type,
+/// sensor, ts_ms, value, value2, text, received_ms`), before it is checked.
+struct RawReading {
+    device: String,
+    resident: String,
+    kind: String,
+    sensor: String,
+    ts_ms: i64,
+    value: Option<f64>,
+    value2: Option<f64>,
+    text: Option<String>,
+    received_ms: i64,
+}
+
+impl RawReading {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawReading> {
+        Ok(RawReading {
+            device: row.get(0)?,
+            resident: row.get(1)?,
+            kind: row.get(2)?,
+            sensor: row.get(3)?,
+            ts_ms: row.get(4)?,
+            value: row.get(5)?,
+            value2: row.get(6)?,
+            text: row.get(7)?,
+            received_ms: row.get(8)?,
+        })
+    }
+
+    fn parse(self) -> Result<StoredReading, StoreError> {
+        let table = "readings";
+        let RawReading {
+            device,
+            resident,
+            kind,
+            sensor,
+            ts_ms,
+            value,
+            value2,
+            text,
+            received_ms,
+        } = self;
+        let key = || format!("{device} {kind} {sensor:?} {ts_ms}");
+        let reading_type = ReadingType::parse(&kind)
+            .ok_or_else(|| invalid(table, key(), format!("unknown type {kind:?}")))?;
+        let value = decode_value(reading_type, value, value2, text.as_deref())
+            .ok_or_else(|| invalid(table, key(), "value columns do not fit the type".into()))?;
+        Ok(StoredReading {
+            device_id: parse_id(&device, table, key)?,
+            resident_id: parse_id(&resident, table, key)?,
+            reading: Reading {
+                reading_type,
+                value,
+                sensor: (!sensor.is_empty()).then(|| sensor.clone()),
+                ts: timestamp(ts_ms, table, key)?,
+            },
+            received_at: timestamp(received_ms, table, key)?,
+        })
+    }
+}
+
 fn limit_param(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
