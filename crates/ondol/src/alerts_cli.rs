@@ -1,5 +1,5 @@
-//! `ondol alerts list|ack|resolve`: caseworkers work alerts from the
-//! command line until the HTTP API exists. The commands write to the same
+//! `ondol alerts list|ack|resolve`: alerts worked from the command line
+//! (besides the HTTP API and the dashboard). The commands write to the same
 //! store as a running `ondol run`; its escalation timer reads the alert
 //! again before escalating, so an acknowledgement here stops escalation.
 
