@@ -13,6 +13,8 @@
 //! - [`alerts`]: alerts, transitions, the notification outbox and
 //!   alerting's timer state.
 //! - [`api_rows`]: the caller's staff row and pages of alerts for the HTTP API.
+//! - `checkpoint`: the ingest writer's page cache and background WAL
+//!   checkpoints ([`Checkpointer`]).
 //! - [`audit`]: the append-only, hash-chained audit log of resident data
 //!   reads and changes.
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
@@ -38,6 +40,7 @@ pub mod api_rows;
 pub mod audit;
 pub mod batch;
 pub mod bulk;
+mod checkpoint;
 mod credentials;
 mod error;
 pub mod influx;
@@ -60,6 +63,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use ondol_model::roster::Roster;
 
 pub use batch::{Batch, BatchOutcome, NewReading, NewRejection, StatusUpdate};
+pub use checkpoint::Checkpointer;
 pub use credentials::{AddDevice, DeviceCredentialRow};
 pub use error::StoreError;
 pub use influx::{InfluxConfig, InfluxSink};
