@@ -81,9 +81,15 @@ pub async fn run(
         roster,
         stats.clone(),
     ));
+    // One committed batch announcing while the next commits.
+    let (stored_tx, stored_rx) = mpsc::channel(1);
     let writer = tokio::task::spawn_blocking({
         let stats = stats.clone();
-        move || writer::write(store, batch_rx, receipts, committed, stats)
+        move || writer::write(store, batch_rx, stored_tx, stats)
+    });
+    let announcer = tokio::task::spawn_blocking({
+        let stats = stats.clone();
+        move || writer::announce(stored_rx, receipts, committed, stats)
     });
     let reporter = tokio::spawn(report_periodically(
         stats.clone(),
@@ -94,6 +100,7 @@ pub async fn run(
     let source_result = source.await;
     let processor_result = processor.await;
     let writer_result = writer.await;
+    let announcer_result = announcer.await;
     reporter.abort();
     watchdog.abort();
     tracing::info!(totals = %stats.snapshot(), "ingest stopped");
@@ -102,6 +109,7 @@ pub async fn run(
         ("source", source_result),
         ("processor", processor_result),
         ("writer", writer_result),
+        ("announcer", announcer_result),
     ] {
         if let Err(error) = result {
             return Err(IngestError::Task {

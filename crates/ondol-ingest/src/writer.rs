@@ -132,15 +132,34 @@ pub struct Committed {
     pub statuses: Vec<ondol_store::StatusUpdate>,
 }
 
-/// Commits batches in order and publishes their receipts. Runs on a blocking
-/// thread; returns when the processor has handed over its last batch.
+/// A committed batch on its way to [`announce`].
+#[derive(Debug)]
+pub(crate) struct StoredBatch {
+    pending: PendingBatch,
+    /// One flag per reading: newly stored (`true`) or a duplicate.
+    inserted: Vec<bool>,
+}
+
+/// Commits batches in order and hands each committed one to [`announce`].
+/// Runs on a blocking thread; returns when the processor has handed over
+/// its last batch. Announcing runs on a thread of its own so that the next
+/// commit starts while the last batch's receipts go out.
 pub(crate) fn write(
     mut store: Store,
     mut batches: mpsc::Receiver<PendingBatch>,
-    mut receipts: ReceiptSink,
-    committed: Option<mpsc::Sender<Committed>>,
+    stored: mpsc::Sender<StoredBatch>,
     stats: Arc<IngestStats>,
 ) {
+    // Lives as long as this loop: the last checkpoint runs after the last
+    // batch.
+    let _checkpointer = match store.tune_for_ingest() {
+        Ok(checkpointer) => Some(checkpointer),
+        Err(error) => {
+            // Slower, not less safe: SQLite's own settings stay.
+            tracing::warn!(error = %error, "cannot tune the store for ingest");
+            None
+        }
+    };
     while let Some(pending) = batches.blocking_recv() {
         let Some(inserted) = commit(&mut store, &pending.batch, &stats) else {
             // Not committed: no receipt and no MQTT ack, so devices resend
@@ -148,17 +167,43 @@ pub(crate) fn write(
             // acknowledged is lost.
             continue;
         };
+        let accepted = inserted.iter().filter(|new| **new).count() as u64;
+        let duplicates = inserted.len() as u64 - accepted;
+        stats.committed(accepted, duplicates, pending.batch.statuses.len() as u64);
+        if stored
+            .blocking_send(StoredBatch { pending, inserted })
+            .is_err()
+        {
+            tracing::error!("the receipt publisher stopped; committed batches go unreceipted");
+        }
+    }
+}
+
+/// Answers for committed batches, in commit order: tells the listener what
+/// was new, publishes the receipts, then acks the messages to an external
+/// broker. Runs on a blocking thread until the writer is done.
+pub(crate) fn announce(
+    mut stored: mpsc::Receiver<StoredBatch>,
+    mut receipts: ReceiptSink,
+    committed: Option<mpsc::Sender<Committed>>,
+    stats: Arc<IngestStats>,
+) {
+    while let Some(StoredBatch { pending, inserted }) = stored.blocking_recv() {
+        let PendingBatch {
+            batch,
+            answers,
+            acks,
+        } = pending;
         if let Some(listener) = &committed {
             let news = Committed {
-                readings: pending
-                    .batch
+                readings: batch
                     .readings
-                    .iter()
+                    .into_iter()
                     .zip(&inserted)
                     .filter(|(_, new)| **new)
-                    .map(|(reading, _)| reading.clone())
+                    .map(|(reading, _)| reading)
                     .collect(),
-                statuses: pending.batch.statuses.clone(),
+                statuses: batch.statuses,
             };
             // Waits when the listener is behind: an emergency reading must
             // reach it, and the store has it already.
@@ -168,10 +213,7 @@ pub(crate) fn write(
                 tracing::debug!("nobody listens to committed readings any more");
             }
         }
-        let accepted = inserted.iter().filter(|new| **new).count() as u64;
-        let duplicates = inserted.len() as u64 - accepted;
-        stats.committed(accepted, duplicates, pending.batch.statuses.len() as u64);
-        for answer in pending.answers {
+        for answer in answers {
             let receipt = receipt_for(&answer, &inserted);
             let topic = wire::receipts_topic(&answer.plan.device);
             match receipts.publish(topic, receipt.to_json()) {
@@ -182,8 +224,8 @@ pub(crate) fn write(
             }
         }
         // Only now, with the batch on disk, may the broker forget it.
-        let owed = pending.acks.len();
-        let dropped = receipts.ack(pending.acks);
+        let owed = acks.len();
+        let dropped = receipts.ack(acks);
         if dropped > 0 {
             tracing::info!(
                 dropped,
