@@ -305,6 +305,11 @@ impl Device {
         options.set_max_packet_size(1024 * 1024, 1024 * 1024);
         options.set_inflight(u16::try_from(self.spec.window.max(10)).unwrap_or(u16::MAX));
         let (client, mut eventloop) = AsyncClient::new(options, self.spec.window * 2 + 16);
+        // Small packets both ways: without this, Nagle's algorithm holds a
+        // publish back until the broker's delayed ACK (tens of ms).
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let readings_topic = format!("ondol/v1/devices/{}/readings", self.id);
         let receipts_topic = format!("ondol/v1/devices/{}/receipts", self.id);
         let mut in_flight: HashMap<String, Instant> = HashMap::new();
