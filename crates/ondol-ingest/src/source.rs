@@ -384,6 +384,15 @@ struct ExternalBroker {
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// Receipts and acks are small packets that devices wait for: send each at
+/// once instead of letting Nagle's algorithm hold it for the broker's
+/// delayed ACK (tens of milliseconds).
+fn no_delay() -> rumqttc::NetworkOptions {
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network
+}
+
 impl ExternalBroker {
     fn transport(&self) -> Option<rumqttc::Transport> {
         self.tls
@@ -409,7 +418,8 @@ impl ExternalBroker {
                 if let Some(transport) = self.transport() {
                     options.set_transport(transport);
                 }
-                let (client, eventloop) = AsyncClient::new(options, 10_000);
+                let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+                eventloop.set_network_options(no_delay());
                 (
                     MqttClient::V311(client),
                     MqttLoop::V311(Box::new(eventloop)),
@@ -432,6 +442,7 @@ impl ExternalBroker {
                 if let Some(transport) = self.transport() {
                     options.set_transport(transport);
                 }
+                options.set_network_options(no_delay());
                 let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, 10_000);
                 (MqttClient::V5(client), MqttLoop::V5(Box::new(eventloop)))
             }
