@@ -19,7 +19,8 @@ pub struct IngestConfig {
     pub queue_capacity: usize,
     /// A batch is committed when it holds this many readings...
     pub batch_max_readings: usize,
-    /// ...or when its oldest message has waited this long.
+    /// ...or when its oldest message has waited this long. Batches that
+    /// queue up while a commit runs are merged, up to `batch_max_readings`.
     #[serde(with = "ondol_model::serde_duration")]
     pub batch_max_delay: Duration,
     /// Larger reading messages are refused with `payload_too_large`.

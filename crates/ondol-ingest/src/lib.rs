@@ -62,8 +62,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let (inbound_tx, inbound_rx) = mpsc::channel(config.queue_capacity);
-    // Two batches in flight: one committing, one filling.
-    let (batch_tx, batch_rx) = mpsc::channel(2);
+    // Batches wait here while one commits; the writer merges those that
+    // queued up (see `writer::write`).
+    let (batch_tx, batch_rx) = mpsc::channel(8);
 
     let watchdog = tokio::spawn(watchdog::run(
         config.watchdog_silence,
@@ -85,7 +86,8 @@ pub async fn run(
     let (stored_tx, stored_rx) = mpsc::channel(1);
     let writer = tokio::task::spawn_blocking({
         let stats = stats.clone();
-        move || writer::write(store, batch_rx, stored_tx, stats)
+        let max_readings = config.batch_max_readings;
+        move || writer::write(store, batch_rx, max_readings, stored_tx, stats)
     });
     let announcer = tokio::task::spawn_blocking({
         let stats = stats.clone();

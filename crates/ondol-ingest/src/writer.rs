@@ -34,6 +34,20 @@ struct PendingAnswer {
 }
 
 impl PendingBatch {
+    /// Appends `later` (the next batch in receive order) to this one.
+    fn absorb(&mut self, later: PendingBatch) {
+        let offset = self.batch.readings.len();
+        self.batch.readings.extend(later.batch.readings);
+        self.batch.rejections.extend(later.batch.rejections);
+        self.batch.statuses.extend(later.batch.statuses);
+        self.answers
+            .extend(later.answers.into_iter().map(|answer| PendingAnswer {
+                first_reading: answer.first_reading + offset,
+                ..answer
+            }));
+        self.acks.extend(later.acks);
+    }
+
     fn is_empty(&self) -> bool {
         self.batch.readings.is_empty()
             && self.batch.rejections.is_empty()
@@ -141,12 +155,15 @@ pub(crate) struct StoredBatch {
 }
 
 /// Commits batches in order and hands each committed one to [`announce`].
+/// Batches waiting when a commit ends are merged into one of up to
+/// `max_readings` readings.
 /// Runs on a blocking thread; returns when the processor has handed over
 /// its last batch. Announcing runs on a thread of its own so that the next
 /// commit starts while the last batch's receipts go out.
 pub(crate) fn write(
     mut store: Store,
     mut batches: mpsc::Receiver<PendingBatch>,
+    max_readings: usize,
     stored: mpsc::Sender<StoredBatch>,
     stats: Arc<IngestStats>,
 ) {
@@ -160,7 +177,16 @@ pub(crate) fn write(
             None
         }
     };
-    while let Some(pending) = batches.blocking_recv() {
+    while let Some(mut pending) = batches.blocking_recv() {
+        // Batches that queued up while the last commit ran go in one
+        // transaction: under load, commits get larger instead of queueing,
+        // and each page a commit writes holds more new rows.
+        while pending.batch.readings.len() < max_readings {
+            match batches.try_recv() {
+                Ok(next) => pending.absorb(next),
+                Err(_) => break,
+            }
+        }
         let Some(inserted) = commit(&mut store, &pending.batch, &stats) else {
             // Not committed: no receipt and no MQTT ack, so devices resend
             // (and an external broker redelivers after a reconnect); nothing
@@ -367,6 +393,74 @@ mod tests {
             }],
             ..Batch::default()
         }
+    }
+
+    /// One message with a receipt plan and a reading per `ts` (seconds).
+    fn message(msg_id: &str, seconds: &[i64]) -> PendingBatch {
+        let mut batch = Batch::default();
+        for &second in seconds {
+            let mut reading = one_reading().readings.remove(0);
+            reading.reading.ts = jiff::Timestamp::from_second(second).expect("valid");
+            batch.readings.push(reading);
+        }
+        PendingBatch {
+            batch,
+            answers: vec![PendingAnswer {
+                plan: ReceiptPlan {
+                    device: DeviceId::new("gw-1").expect("id"),
+                    msg_id: msg_id.into(),
+                },
+                items: (0..seconds.len()).map(ItemVerdict::Pending).collect(),
+                refused: None,
+                first_reading: 0,
+            }],
+            acks: Vec::new(),
+        }
+    }
+
+    /// Batches queued while a commit ran are committed as one, and each
+    /// message's receipt still counts its own readings (the second
+    /// message resends the first one's first reading: a duplicate).
+    #[test]
+    fn queued_batches_commit_together_with_the_right_receipts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("ondol.db")).expect("store");
+        let (batch_tx, batch_rx) = mpsc::channel(8);
+        let (stored_tx, mut stored_rx) = mpsc::channel(8);
+        batch_tx
+            .try_send(message("a", &[1_800_000_000, 1_800_000_001]))
+            .expect("room");
+        batch_tx
+            .try_send(message("b", &[1_800_000_000]))
+            .expect("room");
+        batch_tx
+            .try_send(message("c", &[1_800_000_002]))
+            .expect("room");
+        drop(batch_tx);
+        // Room for three readings: a and b merge, c commits on its own.
+        write(
+            store,
+            batch_rx,
+            3,
+            stored_tx,
+            Arc::new(IngestStats::default()),
+        );
+
+        let first = stored_rx.try_recv().expect("a committed batch");
+        assert_eq!(first.inserted, vec![true, true, false]);
+        let receipts: Vec<Receipt> = first
+            .pending
+            .answers
+            .iter()
+            .map(|answer| receipt_for(answer, &first.inserted))
+            .collect();
+        assert_eq!(receipts[0].msg_id, "a");
+        assert_eq!((receipts[0].accepted, receipts[0].duplicates), (2, 0));
+        assert_eq!(receipts[1].msg_id, "b");
+        assert_eq!((receipts[1].accepted, receipts[1].duplicates), (0, 1));
+        let second = stored_rx.try_recv().expect("c on its own");
+        assert_eq!(second.inserted, vec![true]);
+        assert!(stored_rx.try_recv().is_err());
     }
 
     #[test]
