@@ -32,7 +32,7 @@ impl Incoming {
     #[inline]
     pub(crate) fn new(client_id: String) -> Self {
         Self {
-            buffer: Arc::new(Mutex::new(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY))),
+            buffer: Arc::new(Mutex::new(VecDeque::new())),
             meter: Default::default(),
             client_id,
         }
@@ -72,13 +72,12 @@ impl Outgoing {
     #[inline]
     pub(crate) fn new(client_id: String) -> (Self, Receiver<()>) {
         let (handle, rx) = flume::bounded(MAX_CHANNEL_CAPACITY);
-        let data_buffer = VecDeque::with_capacity(MAX_CHANNEL_CAPACITY);
-        let inflight_buffer = VecDeque::with_capacity(MAX_INFLIGHT);
-        let unacked_pubrels = VecDeque::with_capacity(MAX_INFLIGHT);
-
-        // Ensure that there won't be any new allocations
-        assert!(MAX_INFLIGHT <= inflight_buffer.capacity());
-        assert!(MAX_CHANNEL_CAPACITY <= data_buffer.capacity());
+        // Allocated on demand: most connections never queue more than a
+        // few packets, and a preallocated ring used from head to tail ends up
+        // with every page of its capacity resident.
+        let data_buffer = VecDeque::new();
+        let inflight_buffer = VecDeque::new();
+        let unacked_pubrels = VecDeque::new();
 
         let outgoing = Self {
             client_id,
