@@ -55,6 +55,10 @@ pub enum RouterError {
 // TODO: set this to some appropriate value
 const TOPIC_ALIAS_MAX: u16 = 4096;
 
+/// Capacity, in packets, the router's incoming-packet cache keeps between
+/// exchanges (enough for a device's usual batch; more grows on demand).
+const MAX_CACHED_PACKETS: usize = 8;
+
 pub struct Router {
     id: RouterId,
     /// Id of this router. Used to index native commitlog to store data from
@@ -880,6 +884,12 @@ impl Router {
             }
         }
 
+        // The cache is handed to the next connection that sends data, which
+        // keeps it until its own next exchange. Without a bound, a buffer
+        // that grew on one busy link (thousands of packets) would travel to,
+        // and stay with, connection after connection while that link grows
+        // a new one: memory that only ever increases.
+        packets.shrink_to(MAX_CACHED_PACKETS);
         self.cache = Some(packets);
 
         // Prepare AcksRequest in tracker if router is operating in a
