@@ -617,7 +617,11 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match publisher.rx.recv_deadline(deadline) {
-                Ok(Some(Notification::Forward(forward))) if &forward.publish.topic[..] == MARKER.as_bytes() => break,
+                Ok(Some(Notification::Forward(forward)))
+                    if &forward.publish.topic[..] == MARKER.as_bytes() =>
+                {
+                    break;
+                }
                 Ok(Some(Notification::Unschedule)) => {
                     let _ = publisher.rx.ready();
                 }
