@@ -149,15 +149,21 @@ where
             // segment allowed.
             let absolute_offset = self.active_segment().next_offset();
             // If active segment is full and segments are full, apply retention policy.
+            // The dropped segment's storage is reused for the new one: a full log then
+            // rotates without allocating (and fragmenting) a new entry vector each time.
+            let mut new_segment = None;
             if self.memory_segments_count() >= self.max_mem_segments {
-                self.segments.pop_front();
+                new_segment = self
+                    .segments
+                    .pop_front()
+                    .map(|segment| segment.reuse(absolute_offset));
                 self.head += 1;
             }
 
             // Pushing a new segment into segments and updating the tail automatically changes
             // the active segment to a new empty one.
             self.segments
-                .push_back(Segment::with_offset(absolute_offset));
+                .push_back(new_segment.unwrap_or_else(|| Segment::with_offset(absolute_offset)));
             self.tail += 1;
         }
     }

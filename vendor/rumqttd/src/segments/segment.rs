@@ -37,6 +37,15 @@ where
             total_size: 0,
         }
     }
+    /// Empties this segment (dropping its entries) and restarts it at
+    /// `absolute_offset`, keeping the entry vector's allocation.
+    pub(crate) fn reuse(mut self, absolute_offset: u64) -> Self {
+        self.data.clear();
+        self.total_size = 0;
+        self.absolute_offset = absolute_offset;
+        self
+    }
+
     pub(crate) fn new() -> Self {
         Self {
             data: Vec::new(),
