@@ -280,13 +280,14 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
 /// segments before it are always kept (the oldest is dropped only when a
 /// new one starts), so a device never loses any of its newest 6 KiB of
 /// receipts: some 60 one-reading receipts, or 26 that carry a rejection
-/// detail (a `rate_limited` receipt to a bench device counts 232 bytes),
-/// on top of the 100 the broker has already sent it and awaits
-/// acknowledgements for. A device that falls further behind its own
-/// receipts loses the oldest ones and, after its receipt timeout, resends
-/// those messages: duplicates, never loss (docs/DEVICES.md, section 8).
-/// A device with 20 messages in flight (the bench's window) never falls
-/// that far behind.
+/// detail (a `rate_limited` receipt to a bench device counts 232 bytes).
+/// That is what counts: ingest publishes all receipts of a committed
+/// batch at once, and the router appends them all before it forwards any,
+/// so a device's receipts from one batch must fit in its ring. A device
+/// with more messages in flight, or that falls further behind its own
+/// receipts, loses the oldest ones and, after its receipt timeout, resends
+/// those messages: duplicates, never loss (docs/DEVICES.md, section 8,
+/// asks for at most 20 in flight, the bench's window).
 ///
 /// Why not smaller: with 2 KiB × 3, flat out with the per-device rate
 /// limit on, devices lost 176–197 receipts in 20 s. Nine 232-byte
