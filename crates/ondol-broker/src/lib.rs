@@ -264,13 +264,54 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
     probe
 }
 
-/// Bytes each segment of a per-device or per-staff subscription (receipts,
-/// alerts) keeps; there are two. rumqttd keeps every filter's log up to
-/// `segment size × count` whether or not it was read, so this bounds the
-/// broker's memory per device for good (worst case about 128 KiB, some
-/// 1,000 receipts, per device). A device that falls further behind its own
-/// receipts loses the oldest and resends: duplicates, never loss.
-const SMALL_SEGMENT_BYTES: usize = 64 * 1024;
+/// The ring of every subscription nothing below names: in practice each
+/// device's receipts (`ondol/v1/devices/{id}/receipts`), one per device.
+///
+/// rumqttd keeps every filter's log up to `segment bytes × count` whether it
+/// was read or not, and never frees it, so with 10,000 devices these rings
+/// are a large part of the broker's memory. rumqttd counts 4 bytes plus
+/// topic plus payload per message, while each entry really costs its
+/// 128-byte log record and the topic's and payload's allocations too:
+/// about three times as much. 1 KiB × 7 keeps each device under ~8 KiB
+/// counted, about 30 KB real (measured with heaptrack: 1,000 full rings,
+/// 29 MB), for good; 64 KiB × 2 allowed ~380 KB.
+///
+/// What it guarantees: besides the segment being filled, the six full
+/// segments before it are always kept (the oldest is dropped only when a
+/// new one starts), so a device never loses any of its newest 6 KiB of
+/// receipts: some 60 one-reading receipts, or 26 that carry a rejection
+/// detail (a `rate_limited` receipt to a bench device counts 232 bytes).
+/// That is what counts: ingest publishes all receipts of a committed
+/// batch at once, and the router appends them all before it forwards any,
+/// so a device's receipts from one batch must fit in its ring. A device
+/// with more messages in flight, or that falls further behind its own
+/// receipts, loses the oldest ones and, after its receipt timeout, resends
+/// those messages: duplicates, never loss (docs/DEVICES.md, section 8,
+/// asks for at most 20 in flight, the bench's window).
+///
+/// Why not smaller: with 2 KiB × 3, flat out with the per-device rate
+/// limit on, devices lost 176–197 receipts in 20 s. Nine 232-byte
+/// receipts fill a 2 KiB segment and only two full segments survive a
+/// rollover: 18, fewer than the 20 a device had outstanding.
+const SMALL_SEGMENT_BYTES: usize = 1024;
+/// Segments of [`SMALL_SEGMENT_BYTES`] per small ring; see there.
+const SMALL_SEGMENT_COUNT: usize = 7;
+
+/// Staff apps' alert topics get a larger ring than receipts: there are few
+/// staff (so little memory), their alerts come in bursts (a region's
+/// outage), and an app does not resend anything, so an alert dropped here
+/// is only seen on the dashboard. 64 KiB × 2 holds about 100 alert events.
+const STAFF_ALERTS_SEGMENT: rumqttd::SegmentConfig = rumqttd::SegmentConfig {
+    max_segment_size: 64 * 1024,
+    max_segment_count: 2,
+};
+
+/// Filters whose subscriptions get [`STAFF_ALERTS_SEGMENT`] (rumqttd
+/// matches each new subscription's filter against these as topic filters).
+const STAFF_ALERTS_FILTERS: [&str; 2] = [
+    "ondol/v1/caseworkers/+/alerts",
+    ondol_model::wire::SYSTEM_ALERTS_TOPIC,
+];
 
 fn router_config(config: &BrokerConfig) -> RouterConfig {
     // Ingest's filters get the large ring: falling behind it loses messages
@@ -283,6 +324,11 @@ fn router_config(config: &BrokerConfig) -> RouterConfig {
     ]
     .into_iter()
     .map(|filter| (filter.to_owned(), ingest_segment.clone()))
+    .chain(
+        STAFF_ALERTS_FILTERS
+            .into_iter()
+            .map(|filter| (filter.to_owned(), STAFF_ALERTS_SEGMENT.clone())),
+    )
     .collect();
     RouterConfig {
         // Local links count too (ingest, receipts, probe).
@@ -290,7 +336,7 @@ fn router_config(config: &BrokerConfig) -> RouterConfig {
         max_outgoing_packet_count: 200,
         // Below 1024 the router thread panics on the first subscribe.
         max_segment_size: SMALL_SEGMENT_BYTES,
-        max_segment_count: 2,
+        max_segment_count: SMALL_SEGMENT_COUNT,
         custom_segment: Some(custom_segment),
         initialized_filters: None,
         shared_subscriptions_strategy: Default::default(),
@@ -519,6 +565,166 @@ mod tests {
         assert!(closes(&mut connection));
         assert_eq!(gate.stats.snapshot().revoked_disconnects, 1);
         assert!(connect(port, "gw-1", "s1").is_none(), "revoked");
+    }
+
+    /// Publishes `count` messages of `payload_bytes` each (numbered in
+    /// their first bytes) to `topic` while a subscriber connected as
+    /// `client` (with `password`, if any) has subscribed at QoS 1 and then
+    /// stopped reading; then lets it read again and returns the numbers it
+    /// receives, in order, until the last one published.
+    fn lagging_subscriber_receives(
+        router: &Router,
+        port: u16,
+        client: (&str, Option<&str>),
+        topic: &str,
+        count: usize,
+        payload_bytes: usize,
+    ) -> Vec<usize> {
+        const MARKER: &str = "ondol/internal/test-marker";
+        let mut options = rumqttc::MqttOptions::new(client.0, "127.0.0.1", port);
+        // Long enough that the stalled client is not dropped meanwhile.
+        options.set_keep_alive(Duration::from_secs(60));
+        if let Some(password) = client.1 {
+            options.set_credentials(client.0, password);
+        }
+        let (subscriber, mut connection) = rumqttc::Client::new(options, 10);
+        subscriber
+            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+            .expect("queued");
+        let subscribed = connection.iter().take(20).any(|event| {
+            matches!(
+                event,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))
+            )
+        });
+        assert!(subscribed, "the subscription was acknowledged");
+
+        // The subscriber's event loop is not polled now: it reads nothing
+        // and acknowledges nothing, like a device on a stalled link.
+        let mut publisher = router
+            .subscribed_link("publisher", &[MARKER])
+            .expect("subscribed");
+        for n in 0..count {
+            let mut payload = format!("{n:08}").into_bytes();
+            payload.resize(payload_bytes, b' ');
+            publisher
+                .tx
+                .publish(topic.to_owned(), payload)
+                .expect("published");
+        }
+        // The router handles a link's publishes in order: once the marker
+        // comes back, every message above is in the subscription's log.
+        publisher.tx.publish(MARKER, "done").expect("published");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match publisher.rx.recv_deadline(deadline) {
+                Ok(Some(Notification::Forward(forward)))
+                    if &forward.publish.topic[..] == MARKER.as_bytes() =>
+                {
+                    break;
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    let _ = publisher.rx.ready();
+                }
+                Ok(_) => {}
+                Err(error) => panic!("no marker: {error}"),
+            }
+        }
+
+        let mut received = Vec::new();
+        while received.last() != Some(&(count - 1)) {
+            match connection.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)))) => {
+                    let n = std::str::from_utf8(&publish.payload[..8])
+                        .ok()
+                        .and_then(|n| n.parse().ok())
+                        .expect("numbered payload");
+                    received.push(n);
+                }
+                Ok(Ok(_)) => {}
+                other => panic!("subscriber stopped after {received:?}: {other:?}"),
+            }
+        }
+        received
+    }
+
+    /// A device that stops reading its receipts keeps at most a few KiB of
+    /// them in the broker, for good, yet still gets the newest receipts of a
+    /// whole window of messages, in order, once it reads again. Fails if the
+    /// device's log is unbounded or as large as it used to be (64 KiB × 2,
+    /// which cost up to ~380 KB of RAM per device).
+    #[test]
+    fn a_lagging_device_keeps_a_small_bounded_receipt_ring() {
+        // As large as a `rate_limited` receipt (with its detail) to a bench
+        // device: 232 bytes as rumqttd counts them on this topic.
+        const RECEIPT_BYTES: usize = 198;
+        const WINDOW: usize = 20;
+        // rumqttd sends a QoS 1 subscriber up to 100 messages before it
+        // waits for acknowledgements (fixed in rumqttd).
+        const SENT_BEFORE_STALL: usize = 100;
+        let topic = "ondol/v1/devices/gw-1/receipts";
+        let config = test_config();
+        let router = Router::start(&config);
+        router.listen(anonymous_gate()).expect("listening");
+        // One past a segment boundary, where a ring holds the fewest
+        // messages, both for 1 KiB segments (5 of these each) and for the
+        // 2 KiB ones (9 each) once tried: 2,026 = 45 × 45 + 1.
+        let count = 2_026;
+        let received = lagging_subscriber_receives(
+            &router,
+            config.listen.port(),
+            ("gw-1", None),
+            topic,
+            count,
+            RECEIPT_BYTES,
+        );
+
+        assert!(received.windows(2).all(|w| w[0] < w[1]), "in order, once");
+        let newest: Vec<usize> = (count - WINDOW..count).collect();
+        assert!(
+            received.ends_with(&newest),
+            "the newest {WINDOW} receipts all arrive: {received:?}"
+        );
+        // rumqttd counts 4 + topic + payload bytes per message, and each
+        // segment may overshoot its size by one message.
+        let counted = 4 + topic.len() + RECEIPT_BYTES;
+        let kept_at_most = 8 * 1024 / counted + SMALL_SEGMENT_COUNT;
+        assert!(
+            received.len() <= SENT_BEFORE_STALL + kept_at_most,
+            "the broker kept {} receipts for one device, more than 8 KiB",
+            received.len() - SENT_BEFORE_STALL.min(received.len())
+        );
+    }
+
+    /// A staff app's alert topic keeps its larger ring: a burst of 100
+    /// alert events all reach an app that was not reading.
+    #[test]
+    fn a_lagging_staff_app_gets_a_burst_of_alerts() {
+        use crate::access::{StaffAccess, StaffToken};
+        let mut list = AccessList::default();
+        list.staff.insert(
+            "cw-1".into(),
+            StaffAccess {
+                role: ondol_model::roster::StaffRole::Caseworker,
+                token: Some(StaffToken::new("t1")),
+            },
+        );
+        let config = test_config();
+        let router = Router::start(&config);
+        router
+            .listen(Gate::new(list, Arc::new(|_, _| false)))
+            .expect("listening");
+        let count = 300;
+        let received = lagging_subscriber_receives(
+            &router,
+            config.listen.port(),
+            ("cw-1", Some("t1")),
+            "ondol/v1/caseworkers/cw-1/alerts",
+            count,
+            500,
+        );
+        let newest: Vec<usize> = (count - 100..count).collect();
+        assert!(received.ends_with(&newest), "{received:?}");
     }
 
     #[test]
