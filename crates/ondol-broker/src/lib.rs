@@ -696,6 +696,71 @@ mod tests {
         );
     }
 
+    /// The broker frees what a device's sole subscription has read, but
+    /// not what the device has yet to acknowledge: a device that resumes
+    /// its session gets every unacknowledged receipt again, even those
+    /// from segments it had read past (vendor/rumqttd/PATCHES.md, 7).
+    #[test]
+    fn a_resumed_session_gets_its_unacknowledged_receipts_again() {
+        const MARKER: &str = "ondol/internal/test-marker";
+        let topic = "ondol/v1/devices/gw-1/receipts";
+        let count = 30;
+        let config = test_config();
+        let router = Router::start(&config);
+        router.listen(anonymous_gate()).expect("listening");
+        let connect = || {
+            let mut options = rumqttc::MqttOptions::new("gw-1", "127.0.0.1", config.listen.port());
+            options.set_clean_session(false);
+            options.set_manual_acks(true);
+            rumqttc::Client::new(options, 10)
+        };
+        let receive = |connection: &mut rumqttc::Connection| {
+            let mut received = Vec::new();
+            while received.len() < count {
+                match connection.recv_timeout(Duration::from_secs(10)) {
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)))) => {
+                        received.push(publish.payload[..8].to_vec());
+                    }
+                    Ok(Ok(_)) => {}
+                    other => panic!("stopped after {} receipts: {other:?}", received.len()),
+                }
+            }
+            received
+        };
+
+        let (device, mut connection) = connect();
+        device
+            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+            .expect("queued");
+        let subscribed = connection.iter().take(20).any(|event| {
+            matches!(
+                event,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))
+            )
+        });
+        assert!(subscribed, "the subscription was acknowledged");
+        // 200-byte receipts: five to a 1 KiB segment, six segments.
+        let mut publisher = router
+            .subscribed_link("publisher", &[MARKER])
+            .expect("subscribed");
+        for n in 0..count {
+            let mut payload = format!("{n:08}").into_bytes();
+            payload.resize(200, b' ');
+            publisher
+                .tx
+                .publish(topic.to_owned(), payload)
+                .expect("published");
+        }
+        let first = receive(&mut connection);
+        // Gone without acknowledging any of them.
+        drop(connection);
+        drop(device);
+
+        let (_device, mut connection) = connect();
+        let again = receive(&mut connection);
+        assert_eq!(again, first, "every unacknowledged receipt, from the first");
+    }
+
     /// A staff app's alert topic keeps its larger ring: a burst of 100
     /// alert events all reach an app that was not reading.
     #[test]

@@ -199,6 +199,17 @@ impl Outgoing {
 
     // Here we are assuming that the first unique filter_idx we find while iterating will have the
     // least corresponding cursor because of the way we insert into the inflight_buffer
+    /// The oldest segment of `filter_idx`'s log that an unacknowledged
+    /// publish to this connection came from: it is read again if the
+    /// connection resumes its session.
+    pub fn oldest_unacked_segment(&self, filter_idx: FilterIdx) -> Option<u64> {
+        self.inflight_buffer
+            .iter()
+            .filter(|(_, filter, _)| *filter == filter_idx)
+            .filter_map(|(_, _, cursor)| cursor.map(|(segment, _)| segment))
+            .min()
+    }
+
     pub fn retransmission_map(&self) -> HashMap<FilterIdx, Cursor> {
         let mut o = HashMap::new();
         for (_, filter_idx, cursor) in self.inflight_buffer.iter() {

@@ -172,6 +172,14 @@ impl DataLog {
         (filter_idx, data.log.next_offset())
     }
 
+    /// Drops the segments of `filter_idx`'s log before segment `keep_from`
+    /// (see [`CommitLog::drop_segments_before`]).
+    pub fn drop_read_segments(&mut self, filter_idx: FilterIdx, keep_from: u64) {
+        if let Some(data) = self.native.get_mut(filter_idx) {
+            data.log.drop_segments_before(keep_from);
+        }
+    }
+
     pub fn native_readv(
         &self,
         filter_idx: FilterIdx,

@@ -1060,14 +1060,32 @@ impl Router {
                 .as_ref()
                 .and_then(|name| self.shared_subscriptions.get_mut(name));
 
-            match forward_device_data(
+            let status = forward_device_data(
                 &mut request,
                 datalog,
                 outgoing,
                 alertlog,
                 connection,
                 shared_group,
-            ) {
+            );
+
+            // A filter with one subscriber (a device's own receipts, an
+            // in-process link's wildcard): what it has read, and had
+            // acknowledged, is not needed any more. Free it now instead of
+            // keeping it until the ring's retention drops it.
+            let sole_reader = request.group.is_none()
+                && self
+                    .subscription_map
+                    .get(&request.filter)
+                    .is_some_and(|readers| readers.len() == 1);
+            if sole_reader {
+                let keep_from = outgoing
+                    .oldest_unacked_segment(request.filter_idx)
+                    .map_or(request.cursor.0, |segment| segment.min(request.cursor.0));
+                datalog.drop_read_segments(request.filter_idx, keep_from);
+            }
+
+            match status {
                 ConsumeStatus::BufferFull => {
                     requests.push_back(request);
                     self.scheduler.pause(id, PauseReason::Busy);

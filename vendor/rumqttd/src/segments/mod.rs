@@ -168,6 +168,16 @@ where
         }
     }
 
+    /// Drops the segments before segment `keep_from` (absolute segment index)
+    /// once nobody will read them again; the active segment always stays.
+    /// (Ondol: a log with one reader that has read past them.)
+    pub fn drop_segments_before(&mut self, keep_from: u64) {
+        while self.head < keep_from.min(self.tail) {
+            self.segments.pop_front();
+            self.head += 1;
+        }
+    }
+
     #[inline]
     pub fn last(&self) -> Option<T> {
         self.active_segment().last()
