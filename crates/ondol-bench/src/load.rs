@@ -115,6 +115,8 @@ pub struct Outcome {
     /// Messages that never got a receipt.
     pub unreceipted: u64,
     pub connect_failures: u64,
+    /// Connection failures by error text.
+    pub failure_reasons: std::collections::BTreeMap<String, u64>,
     /// Server CPU over the measured window and its peak memory.
     pub server_usage: Option<Usage>,
     /// The server's memory every `sample_every` (empty without it).
@@ -134,6 +136,9 @@ struct Shared {
     rejected: AtomicU64,
     in_flight: AtomicU64,
     connect_failures: AtomicU64,
+    /// Why connections failed, by error text (the first words say which
+    /// side closed it).
+    failure_reasons: Mutex<std::collections::BTreeMap<String, u64>>,
     latency_us: Mutex<Option<Histogram<u64>>>,
 }
 
@@ -282,6 +287,12 @@ pub async fn run(
         rejected: shared.rejected.load(Ordering::Relaxed),
         unreceipted: shared.in_flight.load(Ordering::Relaxed),
         connect_failures: shared.connect_failures.load(Ordering::Relaxed),
+        failure_reasons: std::mem::take(
+            &mut *shared
+                .failure_reasons
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ),
         server_usage,
         rss_samples,
         load_average,
@@ -358,8 +369,15 @@ impl Device {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => {
+                    Err(error) => {
                         self.shared.connect_failures.fetch_add(1, Ordering::Relaxed);
+                        *self
+                            .shared
+                            .failure_reasons
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .entry(error.to_string())
+                            .or_default() += 1;
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 },

@@ -27,6 +27,8 @@ pub struct RunResult {
     pub unreceipted_messages: u64,
     /// Failed connection attempts or subscriptions (reconnects during the run).
     pub connect_failures: u64,
+    /// Connection failures by error text.
+    pub failure_reasons: std::collections::BTreeMap<String, u64>,
     /// Readings the receipts called accepted that are not in the store.
     pub lost: u64,
     /// Readings the store holds more than once (more rows than receipted
@@ -66,6 +68,7 @@ impl RunResult {
             rejected: outcome.rejected,
             unreceipted_messages: outcome.unreceipted,
             connect_failures: outcome.connect_failures,
+            failure_reasons: outcome.failure_reasons.clone(),
             lost: stored.map_or(0, |s| outcome.accepted.saturating_sub(s)),
             // A message whose receipt never came (a device reconnected, or
             // the drain ended) may still have been stored: its readings
