@@ -572,6 +572,48 @@ mod tests {
     /// `client` (with `password`, if any) has subscribed at QoS 1 and then
     /// stopped reading; then lets it read again and returns the numbers it
     /// receives, in order, until the last one published.
+    /// Subscribes `client` to `topic` (QoS 1) and waits for the SUBACK.
+    fn subscribe_and_wait(
+        client: &rumqttc::Client,
+        connection: &mut rumqttc::Connection,
+        topic: &str,
+    ) {
+        client
+            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+            .expect("queued");
+        let subscribed = connection.iter().take(20).any(|event| {
+            matches!(
+                event,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))
+            )
+        });
+        assert!(subscribed, "the subscription was acknowledged");
+    }
+
+    /// Publishes `count` payloads of `payload_bytes` to `topic` through an
+    /// in-process link subscribed to `marker`, each starting with its
+    /// number in eight digits.
+    fn publish_numbered(
+        router: &Router,
+        marker: &str,
+        topic: &str,
+        count: usize,
+        payload_bytes: usize,
+    ) -> LocalLink {
+        let mut publisher = router
+            .subscribed_link("publisher", &[marker])
+            .expect("subscribed");
+        for n in 0..count {
+            let mut payload = format!("{n:08}").into_bytes();
+            payload.resize(payload_bytes, b' ');
+            publisher
+                .tx
+                .publish(topic.to_owned(), payload)
+                .expect("published");
+        }
+        publisher
+    }
+
     fn lagging_subscriber_receives(
         router: &Router,
         port: u16,
@@ -588,30 +630,11 @@ mod tests {
             options.set_credentials(client.0, password);
         }
         let (subscriber, mut connection) = rumqttc::Client::new(options, 10);
-        subscriber
-            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
-            .expect("queued");
-        let subscribed = connection.iter().take(20).any(|event| {
-            matches!(
-                event,
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))
-            )
-        });
-        assert!(subscribed, "the subscription was acknowledged");
+        subscribe_and_wait(&subscriber, &mut connection, topic);
 
         // The subscriber's event loop is not polled now: it reads nothing
         // and acknowledges nothing, like a device on a stalled link.
-        let mut publisher = router
-            .subscribed_link("publisher", &[MARKER])
-            .expect("subscribed");
-        for n in 0..count {
-            let mut payload = format!("{n:08}").into_bytes();
-            payload.resize(payload_bytes, b' ');
-            publisher
-                .tx
-                .publish(topic.to_owned(), payload)
-                .expect("published");
-        }
+        let mut publisher = publish_numbered(router, MARKER, topic, count, payload_bytes);
         // The router handles a link's publishes in order: once the marker
         // comes back, every message above is in the subscription's log.
         publisher.tx.publish(MARKER, "done").expect("published");
@@ -729,28 +752,9 @@ mod tests {
         };
 
         let (device, mut connection) = connect();
-        device
-            .subscribe(topic, rumqttc::QoS::AtLeastOnce)
-            .expect("queued");
-        let subscribed = connection.iter().take(20).any(|event| {
-            matches!(
-                event,
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))
-            )
-        });
-        assert!(subscribed, "the subscription was acknowledged");
+        subscribe_and_wait(&device, &mut connection, topic);
         // 200-byte receipts: five to a 1 KiB segment, six segments.
-        let mut publisher = router
-            .subscribed_link("publisher", &[MARKER])
-            .expect("subscribed");
-        for n in 0..count {
-            let mut payload = format!("{n:08}").into_bytes();
-            payload.resize(200, b' ');
-            publisher
-                .tx
-                .publish(topic.to_owned(), payload)
-                .expect("published");
-        }
+        let _publisher = publish_numbered(&router, MARKER, topic, count, 200);
         let first = receive(&mut connection);
         // Gone without acknowledging any of them.
         drop(connection);
