@@ -267,9 +267,11 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
 /// The ring of every subscription nothing below names: in practice each
 /// device's receipts (`ondol/v1/devices/{id}/receipts`), one per device.
 ///
-/// rumqttd keeps every filter's log up to `segment bytes × count` whether it
-/// was read or not, and never frees it, so with 10,000 devices these rings
-/// are a large part of the broker's memory. rumqttd counts 4 bytes plus
+/// Upstream rumqttd keeps every filter's log up to `segment bytes × count`
+/// whether it was read or not; our vendored copy frees what a filter's sole
+/// subscriber has read and acknowledged (vendor/rumqttd/PATCHES.md, 7), so
+/// this ring is the bound for a device that stops reading, not what every
+/// device costs. rumqttd counts 4 bytes plus
 /// topic plus payload per message, while each entry really costs its
 /// 128-byte log record and the topic's and payload's allocations too:
 /// about three times as much. 1 KiB × 7 keeps each device under ~8 KiB

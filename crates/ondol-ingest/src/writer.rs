@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ondol_model::wire::{self, Receipt, ReceiptRejection};
-use ondol_store::{Batch, Store};
+use ondol_store::{Batch, BatchOutcome, Store};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::IngestConfig;
@@ -187,15 +187,18 @@ pub(crate) fn write(
                 Err(_) => break,
             }
         }
-        let Some(inserted) = commit(&mut store, &pending.batch, &stats) else {
+        let Some(outcome) = commit(&mut store, &pending.batch, &stats) else {
             // Not committed: no receipt and no MQTT ack, so devices resend
             // (and an external broker redelivers after a reconnect); nothing
             // acknowledged is lost.
             continue;
         };
-        let accepted = inserted.iter().filter(|new| **new).count() as u64;
-        let duplicates = inserted.len() as u64 - accepted;
-        stats.committed(accepted, duplicates, pending.batch.statuses.len() as u64);
+        stats.committed(
+            outcome.accepted() as u64,
+            outcome.duplicates() as u64,
+            pending.batch.statuses.len() as u64,
+        );
+        let inserted = outcome.inserted;
         if stored
             .blocking_send(StoredBatch { pending, inserted })
             .is_err()
@@ -270,7 +273,7 @@ const RETRIES_BEFORE_OUTAGE: u32 = 7;
 /// Commits with retries while the failure is transient. `None` means the
 /// batch could not be stored. A failure that persists raises the store's
 /// `system_outage` condition; the next commit that succeeds clears it.
-fn commit(store: &mut Store, batch: &Batch, stats: &IngestStats) -> Option<Vec<bool>> {
+fn commit(store: &mut Store, batch: &Batch, stats: &IngestStats) -> Option<BatchOutcome> {
     use ondol_model::condition::OutageCause;
     let mut wait = Duration::from_millis(50);
     let mut retries = 0u32;
@@ -281,7 +284,7 @@ fn commit(store: &mut Store, batch: &Batch, stats: &IngestStats) -> Option<Vec<b
                 metrics::histogram!(telemetry::BATCH_COMMIT_SECONDS)
                     .record(started.elapsed().as_secs_f64());
                 telemetry::clear_condition(&stats.store, OutageCause::StoreUnwritable);
-                return Some(outcome.inserted);
+                return Some(outcome);
             }
             Err(error) if error.is_retryable() => {
                 metrics::counter!(telemetry::STORE_ERRORS, "kind" => "transient").increment(1);
