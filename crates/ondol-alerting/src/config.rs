@@ -31,6 +31,12 @@ pub struct AlertingConfig {
     /// are held this long and then re-evaluated with the data that arrived.
     #[serde(with = "ondol_model::serde_duration")]
     pub grace: Duration,
+    /// Alerting running this much later than it meant to (a frozen process,
+    /// a starved host), or the wall clock moving this much more or less than
+    /// the monotonic clock, is an outage of ours (`stalled`): what came due
+    /// in the gap is held for the grace period.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub stall_after: Duration,
     /// An open alert nobody acknowledged escalates to the supervisor after this...
     #[serde(with = "ondol_model::serde_duration")]
     pub ack_timeout: Duration,
@@ -108,6 +114,7 @@ impl Default for AlertingConfig {
             mass_silence_window: Duration::from_secs(5 * 60),
             mass_silence_min_devices: 5,
             grace: Duration::from_secs(30 * 60),
+            stall_after: Duration::from_secs(10),
             ack_timeout: Duration::from_secs(15 * 60),
             repeat_every: Duration::from_secs(15 * 60),
             webhook_url: String::new(),
@@ -134,6 +141,12 @@ impl AlertingConfig {
         }
         if self.inactivity_caution.is_zero() {
             problems.push(("inactivity_caution", "must be more than 0".into()));
+        }
+        if self.stall_after < Duration::from_secs(1) {
+            problems.push((
+                "stall_after",
+                "must be at least 1s (a busy host delays timers by a fraction of a second; 10s is the default)".into(),
+            ));
         }
         if self.device_silent_after.is_zero() {
             problems.push(("device_silent_after", "must be more than 0".into()));

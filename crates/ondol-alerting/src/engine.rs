@@ -25,7 +25,7 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
-use ondol_model::alert::{AlertStatus, Outcome, Rule, Severity};
+use ondol_model::alert::{AlertEvent, AlertStatus, Outcome, Rule, Severity};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
 use ondol_model::roster::{Device, Resident, Roster, StaffRole};
 use ondol_model::{Clock, DeviceId, ResidentId, StaffId};
@@ -35,6 +35,7 @@ use ondol_store::{NewReading, StatusUpdate, Store};
 use crate::config::AlertingConfig;
 use crate::error::AlertingError;
 use crate::notification::{self, Audience};
+use crate::pacemaker::Stall;
 use crate::schedule;
 
 /// Why Ondol itself cannot see (or keep) what devices send: each source
@@ -53,6 +54,13 @@ pub enum OutageSource {
     /// The external time-series sink (InfluxDB) refuses or does not answer;
     /// readings are spooled on disk and still reach alerting.
     Timeseries,
+    /// Alerting itself did not run (a frozen process, a starved host, a
+    /// wall clock jump; see [`crate::pacemaker`]). Momentary: it ends as it
+    /// is found, and the grace period holds what came due in the gap.
+    Stalled,
+    /// Ingest holds messages older than `ingest.stall_after` (a stuck
+    /// commit, a locked store): alerting would decide on stale data.
+    IngestStalled,
 }
 
 impl OutageSource {
@@ -63,6 +71,8 @@ impl OutageSource {
             OutageSource::NoMessages => "no_messages",
             OutageSource::Store => "store_unwritable",
             OutageSource::Timeseries => "timeseries_unreachable",
+            OutageSource::Stalled => "stalled",
+            OutageSource::IngestStalled => "ingest_stalled",
         }
     }
 
@@ -77,14 +87,19 @@ impl OutageSource {
 }
 
 /// A deadline. Indices point into `Engine::residents` / `Engine::devices`.
+///
+/// Deadlines due at the same time fire in the order of the variants: a
+/// device's silence first, so that a resident rule decided at that moment
+/// (after a hold, many are) knows whether Ondol can see the resident at all
+/// (`no_data`), whatever order they were scheduled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Timer {
+    /// The device has been silent past its cadence.
+    DeviceSilent(u32),
     /// The check-in deadline of the resident's next watched day.
     Checkin(u32),
     /// The next inactivity tier of the resident.
     Inactivity(u32),
-    /// The device has been silent past its cadence.
-    DeviceSilent(u32),
     /// The device is still silent after the mass-silence window: its own problem.
     DeviceConfirm(u32),
     /// An unacknowledged alert escalates (by alert id).
@@ -587,13 +602,11 @@ impl Engine {
             held = parked.len(),
             "hold ended; re-evaluating held deadlines"
         );
-        // Silence first, so the mass-silence check sees every device before
-        // any device alert is confirmed.
-        let (first, rest): (Vec<Timer>, Vec<Timer>) = parked
-            .into_iter()
-            .partition(|t| matches!(t, Timer::DeviceSilent(_)));
-        for timer in first.into_iter().chain(rest) {
-            // Re-queued at `now`, so a failure retries through `tick`.
+        // Re-queued at `now`, so a failure retries through `tick`; device
+        // silences fire first (see `Timer`), so the mass-silence check sees
+        // every device before any device alert is confirmed, and resident
+        // rules know which residents Ondol cannot see.
+        for timer in parked {
             self.schedule(timer, Some(now));
         }
         Ok(())
@@ -669,12 +682,41 @@ impl Engine {
 
     /// An outage of ours starts or ends (the broker probe, the store).
     pub fn set_outage(&mut self, source: OutageSource, down: bool) -> Result<(), AlertingError> {
+        self.set_outage_because(source, down, None)
+    }
+
+    /// Like [`set_outage`](Self::set_outage), with what the part that
+    /// detected it says (kept as the system alert's `detail` if it opens one).
+    pub fn set_outage_because(
+        &mut self,
+        source: OutageSource,
+        down: bool,
+        detail: Option<&str>,
+    ) -> Result<(), AlertingError> {
         let now = self.clock.now();
         if down {
-            self.start_outage(source, now)
+            self.start_outage(source, now, detail)
         } else {
             self.end_outage(source, now)
         }
+    }
+
+    /// Alerting was not running (see [`crate::pacemaker`]): an outage of
+    /// ours that is already over. One `system_outage` (cause `stalled`)
+    /// unless one is open; every missing-data deadline that came due in
+    /// the gap is held for the grace period and then decided on the data
+    /// that arrived late.
+    pub fn stalled(&mut self, stall: &Stall) -> Result<(), AlertingError> {
+        let now = self.clock.now();
+        let detail = stall.describe();
+        tracing::error!(since = %stall.since(), detail, "alerting was not running; holding alerts caused by missing data");
+        self.start_outage(OutageSource::Stalled, now, Some(&detail))?;
+        self.end_outage(OutageSource::Stalled, now)
+    }
+
+    /// The engine's "now" (its injected clock).
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Follows a change of the roster made while running (the admin API,
@@ -889,7 +931,13 @@ impl Engine {
         )?;
         if let Raised::AlreadyOpen(open) = raised {
             // Pressed again while the first is open: tell them again.
-            self.update(&open, "repeated", None, Some(cause.to_owned()), now)?;
+            self.update(
+                &open,
+                AlertEvent::Repeated,
+                None,
+                Some(cause.to_owned()),
+                now,
+            )?;
         }
         Ok(())
     }
@@ -1085,7 +1133,13 @@ impl Engine {
                 Raised::AlreadyOpen(open) | Raised::Known(open)
                     if open.severity < severity && open.status != AlertStatus::Resolved =>
                 {
-                    self.update(&open, "raised", Some(severity), Some(cause.to_owned()), now)?;
+                    self.update(
+                        &open,
+                        AlertEvent::Raised,
+                        Some(severity),
+                        Some(cause.to_owned()),
+                        now,
+                    )?;
                 }
                 _ => {}
             }
@@ -1112,7 +1166,11 @@ impl Engine {
         }
         if self.recent_silences.len() >= self.mass_threshold()
             && !self.outages.contains(&OutageSource::MassSilence)
-            && let Err(error) = self.start_outage(OutageSource::MassSilence, now)
+            && let Err(error) = self.start_outage(
+                OutageSource::MassSilence,
+                now,
+                Some("a large share of devices went silent together"),
+            )
         {
             tracing::error!(error = %error, "cannot record a mass-silence outage");
         }
@@ -1175,14 +1233,14 @@ impl Engine {
         let audience = self.escalation_audience(&alert);
         let webhook = self.webhook;
         let update = AlertUpdate {
-            event: "escalated",
+            event: AlertEvent::Escalated,
             severity: None,
             escalated: true,
             next_escalation_at: Some(Some(next)),
             note: None,
         };
         let updated = self.store.update_alert(id, &update, now, |row| {
-            notification::for_alert(row, "escalated", &audience, webhook)
+            notification::for_alert(row, AlertEvent::Escalated, &audience, webhook)
         })?;
         if updated.is_some() {
             tracing::warn!(alert = id, rule = %alert.rule, escalations = alert.escalations + 1, "alert not acknowledged; escalated to the supervisor");
@@ -1201,7 +1259,12 @@ impl Engine {
             .max(1)
     }
 
-    fn start_outage(&mut self, source: OutageSource, now: Timestamp) -> Result<(), AlertingError> {
+    fn start_outage(
+        &mut self,
+        source: OutageSource,
+        now: Timestamp,
+        detail: Option<&str>,
+    ) -> Result<(), AlertingError> {
         let first = self.outages.is_empty();
         if !self.outages.insert(source) {
             return Ok(());
@@ -1226,13 +1289,14 @@ impl Engine {
                 episode: now.as_millisecond().to_string(),
                 severity: Severity::Critical,
                 cause: source.as_str().into(),
+                detail: detail.map(str::to_owned),
                 local_date: None,
                 opened_at: now,
                 next_escalation_at: None,
             };
             let webhook = self.webhook;
             match self.store.raise_alert(&new, |row| {
-                notification::for_alert(row, "opened", &Audience::System, webhook)
+                notification::for_alert(row, AlertEvent::Opened, &Audience::System, webhook)
             })? {
                 Raised::New(row) | Raised::AlreadyOpen(row) | Raised::Known(row) => {
                     self.outage_alert = Some(row.id);
@@ -1294,6 +1358,7 @@ impl Engine {
             episode,
             severity,
             cause: cause.to_owned(),
+            detail: None,
             local_date: Some(schedule::local_date(now, &resident.timezone)),
             opened_at: now,
             next_escalation_at: Some(after(now, self.config.ack_timeout)),
@@ -1301,7 +1366,7 @@ impl Engine {
         let audience = self.first_audience(resident);
         let webhook = self.webhook;
         let raised = self.store.raise_alert(&new, |row| {
-            notification::for_alert(row, "opened", &audience, webhook)
+            notification::for_alert(row, AlertEvent::Opened, &audience, webhook)
         })?;
         if let Raised::New(row) = &raised {
             tracing::warn!(alert = row.id, rule = %rule, severity = %severity, cause, resident = %resident.id, "alert opened");
@@ -1314,7 +1379,7 @@ impl Engine {
     fn update(
         &mut self,
         alert: &AlertRow,
-        event: &str,
+        event: AlertEvent,
         severity: Option<Severity>,
         note: Option<String>,
         now: Timestamp,
@@ -1338,7 +1403,7 @@ impl Engine {
             })?
             .is_some()
         {
-            tracing::warn!(alert = alert.id, rule = %alert.rule, event, "alert updated");
+            tracing::warn!(alert = alert.id, rule = %alert.rule, event = %event, "alert updated");
             self.outbox.notify_one();
         }
         Ok(())

@@ -13,7 +13,10 @@
 //! - [`engine`]: the rules, the deadline set, holding and escalation.
 //! - [`schedule`]: local days, check-in windows, enrolment and away periods
 //!   in each resident's time zone (DST-correct).
-//! - [`notification`]: the alert event JSON and who receives it.
+//! - [`notification`]: who receives an alert event (the JSON is the
+//!   store's, [`ondol_store::alert_events`]).
+//! - [`pacemaker`]: knowing when alerting itself was not running (a frozen
+//!   process, a starved host, a clock jump), so our own gap pages nobody.
 //! - [`delivery`]: the outbox delivered over MQTT and a signed webhook.
 //!
 //! Alerting never depends on ingest: the binary turns what ingest committed
@@ -25,10 +28,11 @@ pub mod delivery;
 pub mod engine;
 mod error;
 pub mod notification;
+pub mod pacemaker;
 pub mod schedule;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ondol_model::Clock;
 use ondol_store::{NewReading, StatusUpdate};
@@ -39,6 +43,7 @@ pub use config::AlertingConfig;
 pub use delivery::{Delivery, ExternalBroker, MqttOut, Webhook};
 pub use engine::{Engine, EngineStats, OutageSource, RosterChanges};
 pub use error::AlertingError;
+pub use pacemaker::{Pacemaker, Stall};
 
 /// What alerting is told.
 #[derive(Debug, Clone)]
@@ -48,26 +53,44 @@ pub enum Input {
         readings: Vec<NewReading>,
         statuses: Vec<StatusUpdate>,
     },
-    /// One of our own parts stopped or started answering.
-    Outage { source: OutageSource, down: bool },
+    /// One of our own parts stopped or started answering; `detail` is what
+    /// the part that noticed says (for the system alert).
+    Outage {
+        source: OutageSource,
+        down: bool,
+        detail: Option<String>,
+    },
     /// The roster as it is now in the store (it changed while running).
     Roster(Arc<ondol_model::roster::Roster>),
 }
 
-/// The longest sleep between ticks (deadlines are re-read after it).
+/// The longest sleep between turns (deadlines are re-read after it); the
+/// pacemaker measures lateness against it.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Inputs applied in one turn at most, so a flood of them cannot starve
+/// deadlines forever (four times the binary's input queue).
+const MAX_INPUTS_PER_TURN: usize = 1024;
 
 /// Runs the engine: applies inputs as they come and fires deadlines when
 /// they are due. Returns when `inputs` closes (after applying everything
 /// queued) or `shutdown` is cancelled; the engine's work is in the store
-/// after every step, so stopping loses nothing.
+/// after every turn, so stopping loses nothing.
+///
+/// Each turn takes everything already queued, so deadlines are decided
+/// after the data that was committed before them ([`turn`]).
 pub async fn run(
     engine: Engine,
     clock: Arc<dyn Clock>,
     mut inputs: mpsc::Receiver<Input>,
     shutdown: CancellationToken,
+    stall_after: Duration,
 ) -> Result<(), AlertingError> {
     let mut engine = engine;
+    let mut pacemaker = Pacemaker::new(stall_after);
+    // The monotonic clock's origin; `Instant` is what a frozen process or a
+    // wall clock jump cannot fool.
+    let origin = Instant::now();
     tracing::info!(stats = ?engine.stats(), "alerting running");
     loop {
         let wait = engine
@@ -75,7 +98,8 @@ pub async fn run(
             .map(|at| Duration::try_from(at.duration_since(clock.now())).unwrap_or_default())
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
-        let input = tokio::select! {
+        pacemaker.promise(origin.elapsed() + wait);
+        let first = tokio::select! {
             biased;
             input = inputs.recv() => match input {
                 Some(input) => Some(input),
@@ -84,9 +108,16 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => None,
         };
-        engine = tokio::task::spawn_blocking(move || {
-            step(&mut engine, input);
-            engine
+        let mut batch: Vec<Input> = first.into_iter().collect();
+        while batch.len() < MAX_INPUTS_PER_TURN {
+            match inputs.try_recv() {
+                Ok(input) => batch.push(input),
+                Err(_) => break,
+            }
+        }
+        (engine, pacemaker) = tokio::task::spawn_blocking(move || {
+            turn(&mut engine, &mut pacemaker, batch, origin.elapsed());
+            (engine, pacemaker)
         })
         .await
         .map_err(|e| AlertingError::Task {
@@ -98,19 +129,32 @@ pub async fn run(
     Ok(())
 }
 
-/// Applies one input (if any), then fires what is due. Errors are logged,
-/// never fatal: the store has the readings, and a failed deadline is retried.
-fn step(engine: &mut Engine, input: Option<Input>) {
-    let result = match input {
-        Some(Input::Committed { readings, statuses }) => engine
-            .on_statuses(&statuses)
-            .and_then(|()| engine.on_readings(&readings)),
-        Some(Input::Outage { source, down }) => engine.set_outage(source, down),
-        Some(Input::Roster(roster)) => engine.apply_roster(&roster).map(|_| ()),
-        None => Ok(()),
-    };
-    if let Err(error) = result {
-        tracing::error!(error = %error, "alerting could not apply new data");
+/// One turn of the engine, in the order that keeps our own gaps from
+/// paging anyone: first whether we were stalled since the last turn
+/// (`mono`: the monotonic time now), then every input that is waiting, and
+/// only then the deadlines that are due. Errors are logged, never fatal:
+/// the store has the readings, and a failed deadline is retried.
+pub fn turn(engine: &mut Engine, pacemaker: &mut Pacemaker, inputs: Vec<Input>, mono: Duration) {
+    if let Some(stall) = pacemaker.beat(engine.now(), mono)
+        && let Err(error) = engine.stalled(&stall)
+    {
+        tracing::error!(error = %error, "alerting could not record its own stall");
+    }
+    for input in inputs {
+        let result = match input {
+            Input::Committed { readings, statuses } => engine
+                .on_statuses(&statuses)
+                .and_then(|()| engine.on_readings(&readings)),
+            Input::Outage {
+                source,
+                down,
+                detail,
+            } => engine.set_outage_because(source, down, detail.as_deref()),
+            Input::Roster(roster) => engine.apply_roster(&roster).map(|_| ()),
+        };
+        if let Err(error) = result {
+            tracing::error!(error = %error, "alerting could not apply new data");
+        }
     }
     if let Err(error) = engine.tick() {
         tracing::error!(error = %error, "alerting could not evaluate a deadline; retrying shortly");

@@ -72,10 +72,15 @@ fn overlapping_and_flapping_outages_of_several_parts_are_one_system_alert() {
     let sent = h.outbox("mqtt");
     let to_system: Vec<_> = sent
         .iter()
-        .filter(|(topic, _)| topic == "ondol/v1/system/alerts")
+        .filter(|(topic, event)| topic == "ondol/v1/system/alerts" && event["event"] == "opened")
         .collect();
-    assert_eq!(to_system.len(), 1, "one system notification: {sent:?}");
+    assert_eq!(to_system.len(), 1, "one system page: {sent:?}");
     assert_eq!(to_system[0].1["alert"]["rule"], "system_outage");
+    let ended: Vec<_> = sent
+        .iter()
+        .filter(|(topic, event)| topic == "ondol/v1/system/alerts" && event["event"] == "resolved")
+        .collect();
+    assert_eq!(ended.len(), 1, "whoever was paged hears the end: {sent:?}");
     // Nothing came late: the missed check-in is raised, but only once the
     // grace after the last outage (the flap, over at 01:41Z) is over.
     let missed = h.alerts_of("missed_checkin");

@@ -441,9 +441,19 @@ fn a_broker_outage_gives_one_system_alert_and_no_resident_alerts() {
         .filter(|a| a.rule.as_str() != "system_outage")
         .collect();
     assert!(others.is_empty(), "{others:?}");
+    // One page, to supervisors only, and the news that it is over.
     let sent = h.outbox("mqtt");
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].0, "ondol/v1/system/alerts");
+    let events: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|(topic, event)| (topic.as_str(), event["event"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("ondol/v1/system/alerts", "opened"),
+            ("ondol/v1/system/alerts", "resolved")
+        ]
+    );
 }
 
 #[test]

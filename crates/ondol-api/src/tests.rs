@@ -149,6 +149,7 @@ fn raise(
         episode: format!("{opened}"),
         severity,
         cause: "no_checkin".into(),
+        detail: None,
         local_date: None,
         opened_at: opened,
         next_escalation_at: None,

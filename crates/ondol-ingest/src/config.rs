@@ -59,6 +59,11 @@ pub struct IngestConfig {
     /// long while the roster has active devices; `0s` = off.
     #[serde(with = "ondol_model::serde_duration")]
     pub watchdog_silence: Duration,
+    /// Raise `system_outage` (`ingest_stalled`) while a message received
+    /// longer ago than this is not yet committed and handed on: alerting
+    /// must not decide deadlines on data stuck in our pipeline.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub stall_after: Duration,
 }
 
 impl Default for IngestConfig {
@@ -80,6 +85,7 @@ impl Default for IngestConfig {
             username: String::new(),
             password_env: "ONDOL_INGEST_PASSWORD".into(),
             watchdog_silence: Duration::from_secs(15 * 60),
+            stall_after: Duration::from_secs(30),
             tls_ca_file: String::new(),
             tls_client_cert_file: String::new(),
             tls_client_key_file: String::new(),
@@ -124,6 +130,12 @@ impl IngestConfig {
         }
         if !(self.device_max_burst_messages.is_finite() && self.device_max_burst_messages >= 1.0) {
             problems.push(("device_max_burst_messages", "must be at least 1".to_owned()));
+        }
+        if self.stall_after < Duration::from_secs(1) {
+            problems.push((
+                "stall_after",
+                "must be at least 1s (commits take milliseconds, merged batches under load a few seconds; 30s is the default)".to_owned(),
+            ));
         }
         if self.batch_max_readings == 0 {
             problems.push(("batch_max_readings", "must be at least 1".to_owned()));

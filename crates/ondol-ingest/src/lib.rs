@@ -17,7 +17,8 @@
 //! - [`writer`]: batching, committing and publishing receipts.
 //! - [`roster_index`]: the roster lookups ingest needs.
 //! - [`telemetry`]: the counters behind metrics and the progress log.
-//! - [`watchdog`]: `system_outage` when nothing arrives while devices are expected.
+//! - [`watchdog`]: `system_outage` when nothing arrives while devices are
+//!   expected, or when messages wait too long in the pipeline.
 
 pub mod config;
 pub mod judge;
@@ -73,6 +74,12 @@ pub async fn run(
         Arc::new(ondol_model::SystemClock),
         shutdown.clone(),
     ));
+    let backlog_monitor = tokio::spawn(watchdog::watch_backlog(
+        config.stall_after,
+        stats.clone(),
+        Arc::new(ondol_model::SystemClock),
+        shutdown.clone(),
+    ));
     let (source, receipts) =
         source::start(&config, link, inbound_tx, stats.clone(), shutdown.clone());
     let processor = tokio::spawn(writer::process(
@@ -105,6 +112,7 @@ pub async fn run(
     let announcer_result = announcer.await;
     reporter.abort();
     watchdog.abort();
+    backlog_monitor.abort();
     tracing::info!(totals = %stats.snapshot(), "ingest stopped");
 
     for (task, result) in [

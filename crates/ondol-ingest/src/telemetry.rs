@@ -1,7 +1,11 @@
 //! Ingest's counters: one place bumps the `metrics` counter and the totals
 //! behind the periodic summary line, so the two never disagree.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::Timestamp;
 
 use ondol_model::ReasonCode;
 
@@ -32,6 +36,47 @@ pub struct IngestStats {
     pub broker: ondol_model::condition::ConditionFlag,
     /// The store refuses commits (`store_unwritable`).
     pub store: ondol_model::condition::ConditionFlag,
+    /// A message waits too long to be committed and handed on (`ingest_stalled`).
+    pub stalled: ondol_model::condition::ConditionFlag,
+    /// What the writer and announcer hold (see [`Backlog`]).
+    pub backlog: Backlog,
+}
+
+/// The batches between the start of their commit and the end of their
+/// announcement (committed, handed to alerting, receipted), oldest first,
+/// each as the time its first message was received. The pipeline is first
+/// in, first out, so the front is the oldest message ingest holds past
+/// batching: its age is how far alerting's view lags behind the devices.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    batches: Mutex<VecDeque<Timestamp>>,
+}
+
+impl Backlog {
+    fn batches(&self) -> std::sync::MutexGuard<'_, VecDeque<Timestamp>> {
+        self.batches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer starts committing a batch whose first message came at `received`.
+    pub(crate) fn commit_started(&self, received: Timestamp) {
+        self.batches().push_back(received);
+    }
+
+    /// The writer gave up on the batch it started last (not committed:
+    /// devices resend it).
+    pub(crate) fn commit_failed(&self) {
+        self.batches().pop_back();
+    }
+
+    /// The announcer finished the oldest batch.
+    pub(crate) fn announced(&self) {
+        self.batches().pop_front();
+    }
+
+    /// When the oldest message still held was received.
+    pub fn oldest(&self) -> Option<Timestamp> {
+        self.batches().front().copied()
+    }
 }
 
 /// A copy of the totals at one moment.

@@ -94,6 +94,54 @@ pub(crate) async fn run(
     }
 }
 
+/// How long the oldest message ingest holds has waited, if longer than
+/// `stall_after` (the pure decision of [`watch_backlog`]).
+pub fn backlog_stalled(
+    oldest: Option<Timestamp>,
+    now: Timestamp,
+    stall_after: Duration,
+) -> Option<jiff::SignedDuration> {
+    let waited = now.duration_since(oldest?);
+    let bound = jiff::SignedDuration::try_from(stall_after).unwrap_or(jiff::SignedDuration::MAX);
+    (waited > bound).then_some(waited)
+}
+
+/// How often the backlog is looked at: alerting should hear of a stall
+/// well before the first deadline decided on stale data.
+const BACKLOG_CHECK: Duration = Duration::from_secs(1);
+
+/// Raises `ingest_stalled` while the oldest message past batching waits
+/// longer than `stall_after` to be committed and handed on (a commit stuck
+/// on a stalled disk or a locked store, a starved host); clears it when the
+/// pipeline has caught up. Until `shutdown`.
+pub(crate) async fn watch_backlog(
+    stall_after: Duration,
+    stats: Arc<IngestStats>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(BACKLOG_CHECK) => {}
+        }
+        match backlog_stalled(stats.backlog.oldest(), clock.now(), stall_after) {
+            Some(waited) => {
+                let detail = format!(
+                    "ingest has held a device message for {:#} without committing it (a stuck disk, a locked store or a starved host)",
+                    jiff::SignedDuration::from_secs(waited.as_secs())
+                );
+                crate::telemetry::raise_condition(
+                    &stats.stalled,
+                    OutageCause::IngestStalled,
+                    &detail,
+                );
+            }
+            None => crate::telemetry::clear_condition(&stats.stalled, OutageCause::IngestStalled),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +163,29 @@ mod tests {
         );
         assert!(!watchdog.silent(at(30), 3, true));
         assert!(watchdog.silent(at(31), 3, true));
+    }
+
+    #[test]
+    fn a_backlog_is_a_stall_only_once_its_oldest_message_waited_too_long() {
+        let t0 = Timestamp::from_second(1_800_000_000).expect("valid");
+        let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        let bound = Duration::from_secs(30);
+        assert_eq!(backlog_stalled(None, at(100), bound), None, "nothing held");
+        assert_eq!(backlog_stalled(Some(t0), at(30), bound), None);
+        assert_eq!(
+            backlog_stalled(Some(t0), at(31), bound),
+            Some(jiff::SignedDuration::from_secs(31))
+        );
+
+        let backlog = crate::telemetry::Backlog::default();
+        backlog.commit_started(at(0));
+        backlog.commit_started(at(5));
+        backlog.commit_started(at(9));
+        backlog.commit_failed();
+        assert_eq!(backlog.oldest(), Some(at(0)), "first in, first out");
+        backlog.announced();
+        assert_eq!(backlog.oldest(), Some(at(5)));
+        backlog.announced();
+        assert_eq!(backlog.oldest(), None, "the failed batch was taken back");
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct PendingBatch {
     answers: Vec<PendingAnswer>,
     /// External-broker acks of every message in the batch, in receive order.
     acks: Vec<crate::source::AckToken>,
+    /// When its first message was received (how old the batch is).
+    first_received: Option<jiff::Timestamp>,
 }
 
 /// A message waiting for its batch to commit before its receipt can go out.
@@ -46,6 +48,7 @@ impl PendingBatch {
                 ..answer
             }));
         self.acks.extend(later.acks);
+        self.first_received = self.first_received.or(later.first_received);
     }
 
     fn is_empty(&self) -> bool {
@@ -85,6 +88,7 @@ pub(crate) async fn process(
         };
         let Some(message) = next else { break };
         stats.message_received();
+        pending.first_received.get_or_insert(message.received_at);
         let roster = roster.borrow().clone();
         add(&mut pending, judge.judge(&message, &roster), &stats);
         if let Some(ack) = message.ack {
@@ -187,10 +191,14 @@ pub(crate) fn write(
                 Err(_) => break,
             }
         }
+        stats
+            .backlog
+            .commit_started(pending.first_received.unwrap_or_else(jiff::Timestamp::now));
         let Some(outcome) = commit(&mut store, &pending.batch, &stats) else {
             // Not committed: no receipt and no MQTT ack, so devices resend
             // (and an external broker redelivers after a reconnect); nothing
             // acknowledged is lost.
+            stats.backlog.commit_failed();
             continue;
         };
         stats.committed(
@@ -203,6 +211,7 @@ pub(crate) fn write(
             .blocking_send(StoredBatch { pending, inserted })
             .is_err()
         {
+            stats.backlog.commit_failed();
             tracing::error!("the receipt publisher stopped; committed batches go unreceipted");
         }
     }
@@ -222,6 +231,7 @@ pub(crate) fn announce(
             batch,
             answers,
             acks,
+            first_received: _,
         } = pending;
         if let Some(listener) = &committed {
             let news = Committed {
@@ -255,6 +265,7 @@ pub(crate) fn announce(
         // Only now, with the batch on disk, may the broker forget it.
         let owed = acks.len();
         let dropped = receipts.ack(acks);
+        stats.backlog.announced();
         if dropped > 0 {
             tracing::info!(
                 dropped,
@@ -418,6 +429,7 @@ mod tests {
                 first_reading: 0,
             }],
             acks: Vec::new(),
+            first_received: None,
         }
     }
 

@@ -117,9 +117,49 @@ impl Outcome {
     }
 }
 
+names!(
+    /// What happened to an alert, as its notification says (`event`).
+    AlertEvent {
+        Opened => "opened",
+        // A higher inactivity tier on the same alert.
+        Raised => "raised",
+        // Another help request while one is open.
+        Repeated => "repeated",
+        // Nobody acknowledged in time: the supervisors are told too.
+        Escalated => "escalated",
+        // Someone took it: whoever was paged stops worrying about who will.
+        Acknowledged => "acknowledged",
+        // It is over (its `outcome` says how): the page can be dropped.
+        Resolved => "resolved",
+    }
+);
+
+impl AlertEvent {
+    /// Whether this event pages its receivers (rather than telling them
+    /// that a page they had is taken or over).
+    pub fn pages(self) -> bool {
+        matches!(
+            self,
+            AlertEvent::Opened | AlertEvent::Raised | AlertEvent::Repeated | AlertEvent::Escalated
+        )
+    }
+}
+
+const STAFF_ALERTS_PREFIX: &str = "ondol/v1/caseworkers/";
+const STAFF_ALERTS_SUFFIX: &str = "/alerts";
+
 /// Topic of a staff member's alert events (caseworkers and supervisors).
 pub fn staff_alerts_topic(staff: &crate::StaffId) -> String {
-    format!("ondol/v1/caseworkers/{staff}/alerts")
+    format!("{STAFF_ALERTS_PREFIX}{staff}{STAFF_ALERTS_SUFFIX}")
+}
+
+/// The staff member whose alert topic `topic` is, if it is one.
+pub fn staff_of_alerts_topic(topic: &str) -> Option<crate::StaffId> {
+    topic
+        .strip_prefix(STAFF_ALERTS_PREFIX)?
+        .strip_suffix(STAFF_ALERTS_SUFFIX)?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -147,5 +187,18 @@ mod tests {
             Outcome::parse_staff_choice("fine")
                 .is_err_and(|message| message.contains("resident_ok"))
         );
+        for event in AlertEvent::ALL {
+            assert_eq!(AlertEvent::parse(event.as_str()), Some(*event));
+        }
+        assert!(AlertEvent::Escalated.pages() && !AlertEvent::Resolved.pages());
+    }
+
+    #[test]
+    fn a_staff_alert_topic_names_its_staff_member() {
+        let staff: crate::StaffId = "cw-01".parse().expect("valid");
+        let topic = staff_alerts_topic(&staff);
+        assert_eq!(staff_of_alerts_topic(&topic), Some(staff));
+        assert_eq!(staff_of_alerts_topic("ondol/v1/system/alerts"), None);
+        assert_eq!(staff_of_alerts_topic("ondol/v1/caseworkers//alerts"), None);
     }
 }

@@ -27,6 +27,10 @@ pub enum OutageCause {
     /// The operational store refuses ingest's commits (disk full, file
     /// locked or damaged); devices get no receipts and resend later.
     StoreUnwritable,
+    /// Ingest's pipeline holds messages it received longer ago than it
+    /// should (a commit stuck on a stalled disk or a locked store, or a
+    /// starved host): alerting would otherwise decide on stale data.
+    IngestStalled,
 }
 
 impl OutageCause {
@@ -38,6 +42,7 @@ impl OutageCause {
             OutageCause::SinkUnreachable => "sink_unreachable",
             OutageCause::BrokerUnreachable => "broker_unreachable",
             OutageCause::StoreUnwritable => "store_unwritable",
+            OutageCause::IngestStalled => "ingest_stalled",
         }
     }
 }

@@ -204,6 +204,7 @@ fn alert(
         episode: format!("{local}"),
         severity: Severity::Alarm,
         cause: "test".into(),
+        detail: None,
         local_date: Some(local),
         opened_at: opened,
         next_escalation_at: None,

@@ -12,10 +12,11 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use ondol_model::alert::{AlertStatus, Outcome, Rule, Severity};
+use ondol_model::alert::{AlertEvent, AlertStatus, Outcome, Rule, Severity};
 use ondol_model::{DeviceId, ResidentId};
 
 use crate::Store;
+use crate::alert_events;
 use crate::error::StoreError;
 use crate::query::{DeviceStateRow, ResidentActivityRow};
 use crate::roster_db::{invalid, parse_date, parse_id, timestamp};
@@ -35,6 +36,8 @@ pub struct NewAlert {
     pub episode: String,
     pub severity: Severity,
     pub cause: String,
+    /// What happened, for people (a system alert: which part, how long).
+    pub detail: Option<String>,
     /// The resident's local date at opening: the rollup's day.
     pub local_date: Option<Date>,
     pub opened_at: Timestamp,
@@ -52,6 +55,7 @@ pub struct AlertRow {
     pub episode: String,
     pub severity: Severity,
     pub cause: String,
+    pub detail: Option<String>,
     pub status: AlertStatus,
     pub outcome: Option<Outcome>,
     pub local_date: Option<Date>,
@@ -79,7 +83,7 @@ pub struct Transition {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Channel {
     Mqtt,
     Webhook,
@@ -93,7 +97,7 @@ impl Channel {
         }
     }
 
-    fn parse(s: &str) -> Option<Channel> {
+    pub(crate) fn parse(s: &str) -> Option<Channel> {
         match s {
             "mqtt" => Some(Channel::Mqtt),
             "webhook" => Some(Channel::Webhook),
@@ -139,9 +143,9 @@ pub enum Raised {
 
 /// A change alerting makes to an alert that is not resolved.
 #[derive(Debug, Clone)]
-pub struct AlertUpdate<'a> {
+pub struct AlertUpdate {
     /// `raised` (a higher tier), `repeated`, `escalated`.
-    pub event: &'a str,
+    pub event: AlertEvent,
     pub severity: Option<Severity>,
     pub escalated: bool,
     /// `Some(x)` replaces the next escalation time with `x`.
@@ -159,7 +163,7 @@ pub enum CommandRefused {
 
 const ALERT_COLUMNS: &str = "id, rule, subject, resident_id, device_id, episode, severity, cause, status, \
      outcome, local_date, opened_ms, updated_ms, acked_ms, acked_by, resolved_ms, resolved_by, \
-     escalations, next_escalation_ms, events";
+     escalations, next_escalation_ms, events, detail";
 
 fn read_alert(row: &Row<'_>) -> rusqlite::Result<RawAlert> {
     Ok(RawAlert {
@@ -183,6 +187,7 @@ fn read_alert(row: &Row<'_>) -> rusqlite::Result<RawAlert> {
         escalations: row.get(17)?,
         next_escalation_ms: row.get(18)?,
         events: row.get(19)?,
+        detail: row.get(20)?,
     })
 }
 
@@ -207,6 +212,7 @@ struct RawAlert {
     escalations: u32,
     next_escalation_ms: Option<i64>,
     events: u32,
+    detail: Option<String>,
 }
 
 impl RawAlert {
@@ -232,6 +238,7 @@ impl RawAlert {
             severity: Severity::parse(&self.severity)
                 .ok_or_else(|| invalid(TABLE, key(), format!("severity {:?}", self.severity)))?,
             cause: self.cause,
+            detail: self.detail,
             status: AlertStatus::parse(&self.status)
                 .ok_or_else(|| invalid(TABLE, key(), format!("status {:?}", self.status)))?,
             outcome: self
@@ -363,6 +370,30 @@ fn add_notifications(
     Ok(())
 }
 
+/// Queues `event` of alert `id` (as it is now in `tx`) for everyone who was
+/// sent any earlier event of it; returns the alert as it is afterwards.
+fn tell_past_recipients(
+    tx: &Transaction<'_>,
+    id: i64,
+    event: AlertEvent,
+    at: Timestamp,
+) -> Result<Option<AlertRow>, StoreError> {
+    let Some(row) = alert_where(tx, "id = ?1", [id])? else {
+        return Ok(None);
+    };
+    let recipients = alert_events::past_recipients(tx, id)?;
+    if recipients.is_empty() {
+        return Ok(Some(row));
+    }
+    add_notifications(
+        tx,
+        Some(id),
+        at,
+        &alert_events::notifications(&row, event, &recipients),
+    )?;
+    alert_where(tx, "id = ?1", [id])
+}
+
 /// Whole seconds from `from` to `to`, never negative.
 fn seconds_between(from: Timestamp, to: Timestamp) -> i64 {
     (to.as_second() - from.as_second()).max(0)
@@ -403,8 +434,8 @@ impl Store {
         let opened_ms = new.opened_at.as_millisecond();
         tx.prepare_cached(
             "INSERT INTO alerts (rule, subject, resident_id, device_id, episode, severity, cause, \
-               status, local_date, opened_ms, updated_ms, next_escalation_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?9, ?10)",
+               status, local_date, opened_ms, updated_ms, next_escalation_ms, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?9, ?10, ?11)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -418,6 +449,7 @@ impl Store {
                 new.local_date.map(|d| d.to_string()),
                 opened_ms,
                 new.next_escalation_at.map(Timestamp::as_millisecond),
+                new.detail,
             ])
         })
         .map_err(StoreError::sqlite("inserting an alert"))?;
@@ -466,7 +498,7 @@ impl Store {
     pub fn update_alert(
         &mut self,
         id: i64,
-        update: &AlertUpdate<'_>,
+        update: &AlertUpdate,
         at: Timestamp,
         notify: impl FnOnce(&AlertRow) -> Vec<NewNotification>,
     ) -> Result<Option<AlertRow>, StoreError> {
@@ -507,7 +539,7 @@ impl Store {
             at,
             &Change {
                 actor: SYSTEM_ACTOR,
-                event: update.event,
+                event: update.event.as_str(),
                 status: current.status,
                 severity: Some(severity),
                 outcome: None,
@@ -560,7 +592,7 @@ impl Store {
         tx.prepare_cached("UPDATE resident_day_alerts SET seconds_to_ack = ?2 WHERE alert_id = ?1")
             .and_then(|mut stmt| stmt.execute(params![id, seconds_between(current.opened_at, at)]))
             .map_err(StoreError::sqlite("recording the time to acknowledge"))?;
-        let row = alert_where(&tx, "id = ?1", [id])?.unwrap_or(current);
+        let row = tell_past_recipients(&tx, id, AlertEvent::Acknowledged, at)?.unwrap_or(current);
         tx.commit()
             .map_err(StoreError::sqlite("committing an acknowledgement"))?;
         Ok(Ok(row))
@@ -630,7 +662,7 @@ impl Store {
             ])
         })
         .map_err(StoreError::sqlite("recording the time to resolve"))?;
-        let row = alert_where(&tx, "id = ?1", [id])?.unwrap_or(current);
+        let row = tell_past_recipients(&tx, id, AlertEvent::Resolved, at)?.unwrap_or(current);
         tx.commit()
             .map_err(StoreError::sqlite("committing a resolution"))?;
         Ok(Ok(row))

@@ -12,6 +12,8 @@
 //!   later roster file imports) and the roster version.
 //! - [`alerts`]: alerts, transitions, the notification outbox and
 //!   alerting's timer state.
+//! - [`alert_events`]: the event JSON staff apps and webhooks receive, and
+//!   who heard of an alert (so whoever was paged hears its end).
 //! - [`api_rows`]: the caller's staff row and pages of alerts for the HTTP API.
 //! - `checkpoint`: the ingest writer's page cache and background WAL
 //!   checkpoints ([`Checkpointer`]).
@@ -35,6 +37,7 @@
 //! receipt only after that.
 
 pub mod admin;
+pub mod alert_events;
 pub mod alerts;
 pub mod api_rows;
 pub mod audit;

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     V6_ROSTER_REVISION,
     V7_ADMIN_REGISTRY,
     V8_BACKFILLS,
+    V9_ALERT_DETAIL,
 ];
 
 /// The schema version this code writes and understands.
@@ -423,6 +424,12 @@ CREATE TABLE backfills (
     -- running them again).
     finished_ms INTEGER
 ) WITHOUT ROWID;
+"#;
+
+const V9_ALERT_DETAIL: &str = r#"
+-- What happened, for people: a system alert says which part of Ondol
+-- stopped and for how long (a stall: "alerting did not run for 4m 2s").
+ALTER TABLE alerts ADD COLUMN detail TEXT;
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

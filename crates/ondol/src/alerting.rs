@@ -134,6 +134,7 @@ pub async fn start(
         clock,
         input_rx,
         engine_stop.clone(),
+        alerting.stall_after,
     ));
     tokio::spawn(follow_roster(
         database.clone(),
@@ -207,7 +208,8 @@ pub type ConditionSource = Box<dyn Fn() -> Option<SystemOutage> + Send + Sync>;
 
 /// The conditions this process watches: ingest's watchdog (nothing
 /// arrives), its connection to an external broker, its commits to the
-/// store, and the external time-series sink if there is one.
+/// store, its backlog (messages held too long), and the external
+/// time-series sink if there is one.
 pub fn conditions(
     stats: &Arc<IngestStats>,
     sink: Option<ondol_store::influx::SinkMonitor>,
@@ -217,6 +219,7 @@ pub fn conditions(
         |s: &IngestStats| s.outage.get(),
         |s: &IngestStats| s.broker.get(),
         |s: &IngestStats| s.store.get(),
+        |s: &IngestStats| s.stalled.get(),
     ] {
         let stats = stats.clone();
         sources.push(Box::new(move || pick(&stats)));
@@ -233,6 +236,7 @@ pub fn outage_source(cause: OutageCause) -> OutageSource {
         OutageCause::NoMessages => OutageSource::NoMessages,
         OutageCause::BrokerUnreachable => OutageSource::Broker,
         OutageCause::StoreUnwritable => OutageSource::Store,
+        OutageCause::IngestStalled => OutageSource::IngestStalled,
         OutageCause::SinkUnauthorized | OutageCause::SinkUnreachable => OutageSource::Timeseries,
     }
 }
@@ -248,13 +252,23 @@ pub async fn follow_conditions(
     let mut current: Vec<Option<OutageSource>> = vec![None; sources.len()];
     loop {
         for (source, was) in sources.iter().zip(current.iter_mut()) {
-            let now = source().map(|outage| outage_source(outage.cause));
+            let outage = source();
+            let now = outage.as_ref().map(|outage| outage_source(outage.cause));
             if now == *was {
                 continue;
             }
-            let changes = [was.map(|s| (s, false)), now.map(|s| (s, true))];
-            for (source, down) in changes.into_iter().flatten() {
-                if outages.send(Input::Outage { source, down }).await.is_err() {
+            let detail = outage.map(|outage| outage.detail);
+            let changes = [
+                was.map(|s| (s, false, None)),
+                now.map(|s| (s, true, detail)),
+            ];
+            for (source, down, detail) in changes.into_iter().flatten() {
+                let input = Input::Outage {
+                    source,
+                    down,
+                    detail,
+                };
+                if outages.send(input).await.is_err() {
                     return;
                 }
             }
@@ -272,6 +286,8 @@ pub fn broker_outage(down: bool) -> Input {
     Input::Outage {
         source: OutageSource::Broker,
         down,
+        detail: down
+            .then(|| "the embedded MQTT broker does not answer its liveness probe".to_owned()),
     }
 }
 
@@ -314,7 +330,7 @@ mod tests {
 
     async fn next(inputs: &mut mpsc::Receiver<Input>) -> (OutageSource, bool) {
         match tokio::time::timeout(Duration::from_secs(30), inputs.recv()).await {
-            Ok(Some(Input::Outage { source, down })) => (source, down),
+            Ok(Some(Input::Outage { source, down, .. })) => (source, down),
             other => panic!("expected an outage input, got {other:?}"),
         }
     }
@@ -350,6 +366,7 @@ mod tests {
             (OutageCause::NoMessages, OutageSource::NoMessages),
             (OutageCause::BrokerUnreachable, OutageSource::Broker),
             (OutageCause::StoreUnwritable, OutageSource::Store),
+            (OutageCause::IngestStalled, OutageSource::IngestStalled),
             (OutageCause::SinkUnreachable, OutageSource::Timeseries),
             (OutageCause::SinkUnauthorized, OutageSource::Timeseries),
         ] {

@@ -788,6 +788,7 @@ impl Writer<'_> {
             episode: alert.episode.clone(),
             severity: alert.severity,
             cause: alert.cause.to_owned(),
+            detail: None,
             local_date: Some(local_date(&resident.timezone, alert.opened_at)),
             opened_at: alert.opened_at,
             next_escalation_at: None,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use ondol_alerting::{AlertingConfig, Engine};
+use ondol_alerting::{AlertingConfig, Engine, Input, Pacemaker};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
 use ondol_model::roster::Roster;
 use ondol_model::wire::DeviceStatus;
@@ -219,6 +219,39 @@ impl Harness {
                 .expect("engine takes readings");
             self.engine().tick().expect("tick");
         }
+    }
+
+    /// A device reading measured at `at`, received and committed now, but
+    /// not yet handed to the engine: what ingest's announcer queues for
+    /// alerting (`None`: a duplicate, nothing to tell).
+    pub fn commit(
+        &mut self,
+        device: &str,
+        at: Timestamp,
+        value: ReadingValue,
+        kind: ReadingType,
+    ) -> Option<Input> {
+        let new = self.new_reading(device, at, value, kind);
+        let batch = Batch {
+            readings: vec![new.clone()],
+            ..Batch::default()
+        };
+        let outcome = self.db.commit_batch(&batch).expect("commit");
+        outcome
+            .inserted
+            .first()
+            .copied()
+            .unwrap_or(false)
+            .then(|| Input::Committed {
+                readings: vec![new],
+                statuses: Vec::new(),
+            })
+    }
+
+    /// One turn of the running service at monotonic time `mono`: the
+    /// waiting `inputs`, then the due deadlines (see [`ondol_alerting::turn`]).
+    pub fn turn(&mut self, pacemaker: &mut Pacemaker, inputs: Vec<Input>, mono: Duration) {
+        ondol_alerting::turn(self.engine(), pacemaker, inputs, mono);
     }
 
     pub fn checkin(&mut self, device: &str, at: Timestamp) {

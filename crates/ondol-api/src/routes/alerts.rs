@@ -37,6 +37,9 @@ pub struct Alert {
     pub severity: String,
     /// Why it fired, e.g. `no_checkin`, `no_data`.
     pub cause: String,
+    /// What happened, for people (a system alert: which part of Ondol
+    /// stopped and for how long); null for most alerts.
+    pub detail: Option<String>,
     /// open, acknowledged or resolved.
     pub status: String,
     pub resident_id: Option<String>,
@@ -132,6 +135,7 @@ pub(crate) fn alert_json(row: &AlertRow, names: &HashMap<String, String>, now: T
         rule: row.rule.as_str().to_owned(),
         severity: row.severity.as_str().to_owned(),
         cause: row.cause.clone(),
+        detail: row.detail.clone(),
         status: row.status.as_str().to_owned(),
         resident_id: row.resident_id.as_ref().map(ToString::to_string),
         resident_name: row
