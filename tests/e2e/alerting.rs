@@ -43,7 +43,7 @@ async fn hook(State(seen): State<Seen>, headers: HeaderMap, body: Bytes) -> Stat
 }
 
 /// A staff app: subscribed to its alert topic.
-struct StaffApp {
+pub(crate) struct StaffApp {
     events: mpsc::UnboundedReceiver<Value>,
     _client: AsyncClient,
     _task: tokio::task::JoinHandle<()>,
@@ -52,7 +52,7 @@ struct StaffApp {
 impl StaffApp {
     /// Signs in as the staff member with their bearer token, as a
     /// caseworker's phone app would (client id `{staff}:app`).
-    async fn connect(port: u16, staff: &str, token: &str) -> StaffApp {
+    pub(crate) async fn connect(port: u16, staff: &str, token: &str) -> StaffApp {
         let mut options = MqttOptions::new(format!("{staff}:app"), "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_credentials(staff, token);
@@ -92,6 +92,11 @@ impl StaffApp {
             _client: client,
             _task: task,
         }
+    }
+
+    /// Every event received so far, without waiting.
+    pub(crate) fn received(&mut self) -> Vec<Value> {
+        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
     }
 
     /// The next event matching `want`, skipping others.

@@ -46,6 +46,8 @@
     no_checkin: 'No check-in in the window',
     no_activity: 'No movement seen',
     no_data: 'No data: every device is silent',
+    stalled: 'Ondol itself stopped running for a while',
+    ingest_stalled: 'Ondol held device data without storing it',
   };
   // The outcomes staff may record (cleared_by_resident is Ondol's own).
   const OUTCOMES = [
@@ -538,6 +540,7 @@
     const facts = [
       ['Rule', ruleLabel(alert.rule)],
       ['Cause', causeLabel(alert.cause)],
+      ...(alert.detail ? [['What happened', alert.detail]] : []),
       ['Open for', timeElement(alert.opened_at, formatDuration(alert.open_seconds ?? ((now() - parseTime(alert.opened_at)) / 1000)))],
     ];
     if (alert.status === 'acknowledged') {

@@ -188,4 +188,46 @@ mod tests {
         backlog.announced();
         assert_eq!(backlog.oldest(), None, "the failed batch was taken back");
     }
+
+    /// Polls `check` every 50 ms for up to 10 s.
+    async fn within_seconds(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what} did not happen within 10 s");
+    }
+
+    #[tokio::test]
+    async fn a_message_held_too_long_raises_ingest_stalled_until_it_is_announced() {
+        let now = Timestamp::from_second(1_800_000_000).expect("valid");
+        let clock = Arc::new(ondol_model::ManualClock::new(now));
+        let stats = Arc::new(IngestStats::default());
+        stats
+            .backlog
+            .commit_started(now - jiff::SignedDuration::from_secs(20));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(watch_backlog(
+            Duration::from_secs(30),
+            stats.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        ));
+        // 20 s old: within the bound.
+        tokio::time::sleep(BACKLOG_CHECK * 2).await;
+        assert_eq!(stats.stalled.get(), None);
+        // The commit is still stuck 15 s later.
+        clock.advance(jiff::SignedDuration::from_secs(15));
+        within_seconds("ingest_stalled raised", || stats.stalled.get().is_some()).await;
+        let outage = stats.stalled.get().expect("raised");
+        assert_eq!(outage.cause, OutageCause::IngestStalled);
+        assert!(outage.detail.contains("35s"), "{}", outage.detail);
+        // It commits and is announced: the condition clears.
+        stats.backlog.announced();
+        within_seconds("ingest_stalled cleared", || stats.stalled.get().is_none()).await;
+        shutdown.cancel();
+        task.await.expect("the monitor stops");
+    }
 }
