@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use hmac::{Hmac, Mac};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -19,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use crate::support::{TestServer, binary};
+use crate::support::{TestServer, binary, webhook_receiver};
 
 /// Waiting for a check-in deadline takes up to about two minutes (windows
 /// are whole minutes); this bounds each wait, it measures nothing.
@@ -151,12 +150,7 @@ fn window_ending_soon(zone: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_checkin_reaches_the_caseworker_and_the_webhook_and_ack_stops_escalation() {
     let seen: Seen = Arc::default();
-    let app = axum::Router::new()
-        .route("/hook", post(hook))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = webhook_receiver(hook, seen.clone()).await;
 
     // Seoul, or Lisbon when Seoul is too close to midnight.
     let (zone, window) = ["Asia/Seoul", "Europe/Lisbon"]

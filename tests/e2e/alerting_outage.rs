@@ -15,13 +15,12 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::post;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::services::{Mosquitto, OndolProcess, base_config};
-use crate::support::{PATIENCE, TestDevice, eventually, free_port};
+use crate::support::{PATIENCE, TestDevice, eventually, free_port, webhook_receiver};
 
 const READY: &str = "ingest receiving from the external broker";
 
@@ -82,12 +81,7 @@ async fn a_stopped_external_broker_is_one_system_alert_and_holds_resident_alerts
         return;
     };
     let seen: Seen = Arc::default();
-    let app = axum::Router::new()
-        .route("/hook", post(hook))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = webhook_receiver(hook, seen.clone()).await;
 
     let dir = tempfile::tempdir().unwrap();
     let roster = dir.path().join("registry.toml");

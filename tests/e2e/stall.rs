@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::alerting::StaffApp;
-use crate::support::{TestDevice, TestServer, eventually};
+use crate::support::{TestDevice, TestServer, eventually, webhook_receiver};
 
 /// Residents whose devices keep sending (r-1 … r-5); r-6's device stops.
 const SENDING: usize = 5;
@@ -124,12 +123,7 @@ fn residents(events: &[Value]) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_process_pages_nobody_about_residents_who_were_sending() {
     let hooked: Hooked = Arc::default();
-    let app = axum::Router::new()
-        .route("/hook", post(hook))
-        .with_state(hooked.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = webhook_receiver(hook, hooked.clone()).await;
 
     // More devices than there are must go silent together for a mass
     // silence: that rule must not be what saves the residents here.

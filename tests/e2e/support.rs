@@ -579,3 +579,23 @@ impl TestServer {
         format!("http://{addr}")
     }
 }
+
+/// A webhook receiver on a free loopback port: `POST /hook` goes to
+/// `handler` with `state`. Returns the URL to configure as
+/// `alerting.webhook_url`.
+pub async fn webhook_receiver<H, T, S>(handler: H, state: S) -> String
+where
+    H: axum::handler::Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(handler))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port on loopback");
+    let url = format!("http://{}/hook", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
