@@ -136,3 +136,23 @@ fn ondol_run_refuses_a_guessable_staff_token_and_names_its_variable() {
     );
     assert!(!stderr.contains("letmein"), "the token is never shown");
 }
+
+/// Logs sent to a file (a journal, a log collector) are plain lines with
+/// structured fields: no terminal colour codes, no Rust debug dumps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_file_carry_no_escape_codes_or_debug_dumps() {
+    let mut server = crate::support::TestServer::start().await;
+    assert!(server.terminate().await.success());
+    let log = server.log();
+    assert!(log.contains("roster imported"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in the log file:\n{log}"
+    );
+    for dump in ["ImportSummary {", "EngineStats {", "RosterChanges {"] {
+        assert!(
+            !log.contains(dump),
+            "a debug dump ({dump}) in the log:\n{log}"
+        );
+    }
+}

@@ -850,7 +850,17 @@ impl Engine {
         self.store.restart_watching(&subjects)?;
         self.record_evaluations()?;
         if !changes.is_empty() {
-            tracing::info!(changes = ?changes, stats = ?self.stats(), "alerting follows a roster change");
+            tracing::info!(
+                residents_added = changes.residents_added,
+                residents_changed = changes.residents_changed,
+                residents_removed = changes.residents_removed,
+                devices_added = changes.devices_added,
+                devices_moved = changes.devices_moved,
+                devices_removed = changes.devices_removed,
+                residents = self.residents.len(),
+                devices = self.devices.len(),
+                "alerting follows a roster change"
+            );
         }
         Ok(changes)
     }

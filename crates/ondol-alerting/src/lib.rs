@@ -91,7 +91,14 @@ pub async fn run(
     // The monotonic clock's origin; `Instant` is what a frozen process or a
     // wall clock jump cannot fool.
     let origin = Instant::now();
-    tracing::info!(stats = ?engine.stats(), "alerting running");
+    let stats = engine.stats();
+    tracing::info!(
+        residents = stats.residents,
+        devices = stats.devices,
+        deadlines = stats.timers,
+        held = stats.parked,
+        "alerting running"
+    );
     loop {
         let wait = engine
             .next_deadline()

@@ -1,4 +1,8 @@
 //! Logs go to stderr as text or JSON. `RUST_LOG` overrides `log.filter`.
+//! Text is coloured only when stderr is a terminal: a log file or a
+//! journal gets plain lines, and JSON never carries escape codes.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -21,8 +25,10 @@ pub fn init(config: &LogConfig) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
     // Already initialised (tests): keep the first.
     let _ = result;

@@ -36,6 +36,18 @@ pub fn import(store: &mut Store, roster: &Roster) -> anyhow::Result<Roster> {
     let summary = store
         .import_roster(roster)
         .context("cannot import the roster")?;
-    tracing::info!(summary = ?summary, "roster imported");
+    tracing::info!(
+        residents_added = summary.residents_added,
+        residents_updated = summary.residents_updated,
+        residents_kept = summary.residents_kept,
+        devices_added = summary.devices_added,
+        devices_updated = summary.devices_updated,
+        devices_kept = summary.devices_kept,
+        staff_added = summary.staff_added,
+        staff_updated = summary.staff_updated,
+        staff_kept = summary.staff_kept,
+        kept_admin_changes = summary.kept_admin_changes.len(),
+        "roster imported"
+    );
     store.load_roster().context("cannot load the roster back")
 }

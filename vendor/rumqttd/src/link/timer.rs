@@ -7,6 +7,8 @@ use flume::{SendError, Sender};
 use tokio::select;
 use tracing::error;
 
+// Ondol: unused in the features Ondol builds; kept as upstream has it.
+#[allow(dead_code)]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Channel send error")]

@@ -198,9 +198,13 @@ pub struct DataRequest {
     pub(crate) group: Option<String>,
 }
 
+// Ondol: these four are unused in the features Ondol builds; kept as
+// upstream has them.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcksRequest;
 
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Data(DataRequest),
@@ -208,6 +212,7 @@ pub enum Request {
 }
 
 /// A single message from connection to router
+#[allow(dead_code)]
 pub struct Message {
     /// Log to sweep
     pub topic: String,
@@ -229,6 +234,7 @@ impl fmt::Debug for Message {
 }
 
 /// A batch of messages from connection to router
+#[allow(dead_code)]
 pub struct Data {
     /// (segment, offset) tuples per replica (1 native and 2 replicas)
     pub offset: (u64, u64),
