@@ -68,8 +68,9 @@ pub enum Input {
 /// pacemaker measures lateness against it.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Inputs applied in one turn at most, so a flood of them cannot starve
-/// deadlines forever (four times the binary's input queue).
+/// Inputs taken in one turn at most (four times the binary's input queue):
+/// a turn that takes this many decides no deadline, since more data may be
+/// waiting; the next turn comes at once.
 const MAX_INPUTS_PER_TURN: usize = 1024;
 
 /// Runs the engine: applies inputs as they come and fires deadlines when
@@ -122,8 +123,14 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        let more_waiting = batch.len() == MAX_INPUTS_PER_TURN;
         (engine, pacemaker) = tokio::task::spawn_blocking(move || {
-            turn(&mut engine, &mut pacemaker, batch, origin.elapsed());
+            let mono = origin.elapsed();
+            if more_waiting {
+                take_inputs(&mut engine, &mut pacemaker, batch, mono);
+            } else {
+                turn(&mut engine, &mut pacemaker, batch, mono);
+            }
             (engine, pacemaker)
         })
         .await
@@ -142,6 +149,14 @@ pub async fn run(
 /// only then the deadlines that are due. Errors are logged, never fatal:
 /// the store has the readings, and a failed deadline is retried.
 pub fn turn(engine: &mut Engine, pacemaker: &mut Pacemaker, inputs: Vec<Input>, mono: Duration) {
+    take_inputs(engine, pacemaker, inputs, mono);
+    if let Err(error) = engine.tick() {
+        tracing::error!(error = %error, "alerting could not evaluate a deadline; retrying shortly");
+    }
+}
+
+/// The first two steps of a [`turn`]: the stall check, then the inputs.
+fn take_inputs(engine: &mut Engine, pacemaker: &mut Pacemaker, inputs: Vec<Input>, mono: Duration) {
     if let Some(stall) = pacemaker.beat(engine.now(), mono)
         && let Err(error) = engine.stalled(&stall)
     {
@@ -162,8 +177,5 @@ pub fn turn(engine: &mut Engine, pacemaker: &mut Pacemaker, inputs: Vec<Input>, 
         if let Err(error) = result {
             tracing::error!(error = %error, "alerting could not apply new data");
         }
-    }
-    if let Err(error) = engine.tick() {
-        tracing::error!(error = %error, "alerting could not evaluate a deadline; retrying shortly");
     }
 }
