@@ -28,7 +28,7 @@ async fn a_resident_enrolled_while_running_is_watched_at_once() {
             .log()
             .lines()
             .any(|l| {
-                l.contains("alerting follows a roster change") && l.contains("residents_added: 1")
+                l.contains("alerting follows a roster change") && l.contains("residents_added=1")
             })
             .then_some(())
     })

@@ -160,3 +160,64 @@ fn the_end_of_a_system_outage_reaches_the_system_topic() {
         .collect();
     assert_eq!(on_system, ["opened", "resolved"]);
 }
+
+/// The end never overtakes the page: while an alert's `opened` event to a
+/// target fails and waits for its retry, its `resolved` event to the same
+/// target waits behind it; other alerts' events are not held up.
+#[test]
+fn a_closing_event_waits_for_the_failing_page_it_closes() {
+    let mut h = Harness::new(SEOUL, "2026-11-26T12:00:00Z", quiet_devices());
+    h.at("2026-11-27T01:00:00Z");
+    let id = h.alerts_of("missed_checkin")[0].id;
+    let now = h.now();
+    // Events due at `at`: (alert id, event).
+    let due = |h: &Harness, at| -> Vec<(i64, String)> {
+        h.db.due_notifications(at, 100)
+            .unwrap()
+            .into_iter()
+            .map(|row| {
+                let event: Value = serde_json::from_slice(&row.payload).unwrap();
+                (
+                    row.alert_id.unwrap(),
+                    event["event"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let opened =
+        h.db.due_notifications(now, 100)
+            .unwrap()
+            .into_iter()
+            .find(|row| row.alert_id == Some(id))
+            .unwrap();
+    // The caseworker's gateway is down: the attempt fails, retried in 5 min.
+    h.db.notification_failed(opened.id, now, "unreachable", Some(now + mins(5)))
+        .unwrap();
+    h.clock.set(ts("2026-11-27T01:01:00Z"));
+    h.checkin("gw-1", ts("2026-11-27T01:01:00Z"));
+    assert_eq!(
+        h.db.alert(id).unwrap().unwrap().status,
+        AlertStatus::Resolved
+    );
+    let soon = h.now() + mins(1);
+    assert!(
+        due(&h, soon).iter().all(|(alert, _)| *alert != id),
+        "resolved must not go out before opened: {:?}",
+        due(&h, soon)
+    );
+    assert!(
+        !due(&h, soon).is_empty(),
+        "another alert's events are not held up"
+    );
+    let retry = now + mins(5);
+    let mine = |h: &Harness| -> Vec<String> {
+        due(h, retry)
+            .into_iter()
+            .filter(|(alert, _)| *alert == id)
+            .map(|(_, event)| event)
+            .collect()
+    };
+    assert_eq!(mine(&h), ["opened"]);
+    h.db.notification_delivered(opened.id, retry).unwrap();
+    assert_eq!(mine(&h), ["resolved"]);
+}

@@ -394,6 +394,12 @@ fn tell_past_recipients(
     alert_where(tx, "id = ?1", [id])
 }
 
+/// An outbox row `o` that no earlier, still undelivered event of the same
+/// alert to the same target on the same channel holds back.
+const NOT_BEHIND_AN_EARLIER_EVENT: &str = "NOT EXISTS (SELECT 1 FROM notification_outbox e \
+     WHERE e.alert_id = o.alert_id AND e.channel = o.channel AND e.target = o.target \
+       AND e.id < o.id AND e.delivered_ms IS NULL AND e.failed_ms IS NULL)";
+
 /// Whole seconds from `from` to `to`, never negative.
 fn seconds_between(from: Timestamp, to: Timestamp) -> i64 {
     (to.as_second() - from.as_second()).max(0)
@@ -750,40 +756,61 @@ impl Store {
 
     // ---- the outbox ----
 
-    /// Notifications due for delivery at `now`, oldest first.
+    /// Notifications due for delivery at `now`, oldest first. An alert's
+    /// events to one target go out in order: one waits while an earlier one
+    /// of the same alert, channel and target is still undelivered (failing
+    /// and retried), so no app is told "resolved" before "opened".
     pub fn due_notifications(
         &self,
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox_where(
+            &format!(
+                "delivered_ms IS NULL AND failed_ms IS NULL AND next_attempt_ms <= ?1 \
+                 AND {NOT_BEHIND_AN_EARLIER_EVENT} ORDER BY next_attempt_ms, id LIMIT ?2"
+            ),
+            params![
+                now.as_millisecond(),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
+    }
+
+    /// Every notification, delivered or not, in the order it was queued (at
+    /// most `limit`): what the outbox holds, for operators' tools and tests.
+    pub fn notifications(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox_where(
+            "1 ORDER BY id LIMIT ?1",
+            [i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    fn outbox_where(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT id, idempotency_key, alert_id, channel, target, payload, created_ms, attempts \
-                 FROM notification_outbox \
-                 WHERE delivered_ms IS NULL AND failed_ms IS NULL AND next_attempt_ms <= ?1 \
-                 ORDER BY next_attempt_ms, id LIMIT ?2",
-            )
+                 FROM notification_outbox o WHERE {condition}"
+            ))
             .map_err(StoreError::sqlite("preparing the outbox query"))?;
         let rows = stmt
-            .query_map(
-                params![
-                    now.as_millisecond(),
-                    i64::try_from(limit).unwrap_or(i64::MAX)
-                ],
-                |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, Option<i64>>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, Vec<u8>>(5)?,
-                        row.get::<_, i64>(6)?,
-                        row.get::<_, u32>(7)?,
-                    ))
-                },
-            )
+            .query_map(params, |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, Vec<u8>>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, u32>(7)?,
+                ))
+            })
             .map_err(StoreError::sqlite("reading the outbox"))?;
         let table = "notification_outbox";
         rows.map(|row| {
@@ -805,13 +832,16 @@ impl Store {
         .collect()
     }
 
-    /// When the next undelivered notification is due, if any.
+    /// When the next undelivered notification is due, if any (one waiting
+    /// behind an earlier event of its alert does not count: that one is).
     pub fn next_notification_at(&self) -> Result<Option<Timestamp>, StoreError> {
         let ms: Option<i64> = self
             .conn
             .query_row(
-                "SELECT min(next_attempt_ms) FROM notification_outbox \
-                 WHERE delivered_ms IS NULL AND failed_ms IS NULL",
+                &format!(
+                    "SELECT min(next_attempt_ms) FROM notification_outbox o \
+                     WHERE delivered_ms IS NULL AND failed_ms IS NULL AND {NOT_BEHIND_AN_EARLIER_EVENT}"
+                ),
                 [],
                 |row| row.get(0),
             )

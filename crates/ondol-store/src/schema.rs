@@ -430,6 +430,11 @@ const V9_ALERT_DETAIL: &str = r#"
 -- What happened, for people: a system alert says which part of Ondol
 -- stopped and for how long (a stall: "alerting did not run for 4m 2s").
 ALTER TABLE alerts ADD COLUMN detail TEXT;
+
+-- An alert's notifications to one target go out in event order (see
+-- `Store::due_notifications`); also finds who heard of an alert.
+CREATE INDEX notification_outbox_by_alert
+    ON notification_outbox (alert_id, channel, target, id);
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

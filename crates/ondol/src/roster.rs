@@ -46,7 +46,8 @@ pub fn import(store: &mut Store, roster: &Roster) -> anyhow::Result<Roster> {
         staff_added = summary.staff_added,
         staff_updated = summary.staff_updated,
         staff_kept = summary.staff_kept,
-        kept_admin_changes = summary.kept_admin_changes.len(),
+        // Entries the admin API changed since: the file left them alone.
+        kept_admin_changes = %summary.kept_admin_changes.join(", "),
         "roster imported"
     );
     store.load_roster().context("cannot load the roster back")

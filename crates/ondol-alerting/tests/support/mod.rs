@@ -311,12 +311,11 @@ impl Harness {
     }
 }
 
-/// Reads the outbox through the public store API (every row is due at the
-/// far future).
+/// Reads the whole outbox through the public store API, in queue order.
 fn read_outbox(path: &std::path::Path, channel: &str) -> Vec<(String, serde_json::Value)> {
     let store = Store::open(path).expect("store");
     store
-        .due_notifications(Timestamp::MAX, 100_000)
+        .notifications(100_000)
         .expect("outbox")
         .into_iter()
         .filter(|row| row.channel.as_str() == channel)
