@@ -710,8 +710,11 @@ impl Engine {
         let now = self.clock.now();
         let detail = stall.describe();
         tracing::error!(since = %stall.since(), detail, "alerting was not running; holding alerts caused by missing data");
-        self.start_outage(OutageSource::Stalled, now, Some(&detail))?;
-        self.end_outage(OutageSource::Stalled, now)
+        // Ended even when the system alert could not be recorded: a stall
+        // left open would hold every resident's alerts for good.
+        let started = self.start_outage(OutageSource::Stalled, now, Some(&detail));
+        let ended = self.end_outage(OutageSource::Stalled, now);
+        started.and(ended)
     }
 
     /// The engine's "now" (its injected clock).
