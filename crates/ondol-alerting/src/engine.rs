@@ -15,9 +15,11 @@
 //! Holding (DESIGN §4): a deadline of a missing-data rule that comes while
 //! Ondol is in an outage, or inside the grace period after a start or a
 //! recovery, is parked; when the hold ends every parked deadline is
-//! evaluated again against the data that arrived in the meantime.
+//! evaluated again against the data that arrived in the meantime. A
+//! resident whose devices all send live data again leaves the grace early
+//! (see `Grace`): only what our gap can explain is held.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,8 +182,8 @@ pub struct Engine {
     due: HashMap<Timer, Timestamp>,
     /// Deadlines held back until the hold ends.
     parked: BTreeSet<Timer>,
-    /// The grace period runs until then.
-    hold_until: Option<Timestamp>,
+    /// The grace period after a start or an outage, if one runs.
+    grace: Option<Grace>,
     outages: BTreeSet<OutageSource>,
     /// The open system alert, if any.
     outage_alert: Option<i64>,
@@ -199,6 +201,19 @@ pub struct Engine {
     vital_runs: HashMap<(u32, ReadingType), u32>,
 }
 
+/// The grace period after a start or the end of an outage (DESIGN §4),
+/// left early by each resident whose devices all send live data again.
+#[derive(Debug)]
+struct Grace {
+    began: Timestamp,
+    until: Timestamp,
+    /// Devices that sent a reading measured since `began`: what they kept
+    /// while we could not hear them has been sent before it.
+    live: HashSet<u32>,
+    /// Residents all of whose devices are live: decided as usual.
+    released: HashSet<u32>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Band {
     min: Option<f64>,
@@ -211,7 +226,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("stats", &self.stats())
             .field("outages", &self.outages)
-            .field("hold_until", &self.hold_until)
+            .field("grace_until", &self.grace.as_ref().map(|g| g.until))
             .finish_non_exhaustive()
     }
 }
@@ -443,7 +458,7 @@ impl Engine {
             timers: BTreeSet::new(),
             due: HashMap::new(),
             parked: BTreeSet::new(),
-            hold_until: None,
+            grace: None,
             outages: BTreeSet::new(),
             outage_alert: None,
             recent_silences: VecDeque::new(),
@@ -455,9 +470,7 @@ impl Engine {
             vital_runs: HashMap::new(),
         };
         if !engine.config.grace.is_zero() {
-            let until = after(now, engine.config.grace);
-            engine.hold_until = Some(until);
-            engine.schedule(Timer::HoldEnd, Some(until));
+            engine.begin_grace(now);
         }
         for i in 0..engine.residents.len() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
@@ -509,7 +522,90 @@ impl Engine {
     }
 
     fn holding_at(&self, now: Timestamp) -> bool {
-        self.blind() || self.hold_until.is_some_and(|until| now < until)
+        self.blind() || self.grace.as_ref().is_some_and(|g| now < g.until)
+    }
+
+    /// Whether `timer` is held now: a missing-data deadline, while we are
+    /// blind, or in the grace period unless its resident has left it early
+    /// (every device of theirs is sending live data again).
+    fn holds(&self, timer: Timer, now: Timestamp) -> bool {
+        if !timer.is_held() {
+            return false;
+        }
+        if self.blind() {
+            return true;
+        }
+        let Some(grace) = self.grace.as_ref().filter(|g| now < g.until) else {
+            return false;
+        };
+        self.resident_of(timer)
+            .is_none_or(|r| !grace.released.contains(&r))
+    }
+
+    /// The resident a resident or device deadline is about.
+    fn resident_of(&self, timer: Timer) -> Option<u32> {
+        match timer {
+            Timer::Checkin(r) | Timer::Inactivity(r) => Some(r),
+            Timer::DeviceSilent(d) | Timer::DeviceConfirm(d) => self
+                .devices
+                .get(d as usize)
+                .and_then(|device| device.resident),
+            Timer::Escalate(_) | Timer::HoldEnd | Timer::BindingChange => None,
+        }
+    }
+
+    /// Starts (or starts again) the grace period at `now`.
+    fn begin_grace(&mut self, now: Timestamp) {
+        let until = after(now, self.config.grace);
+        self.grace = Some(Grace {
+            began: now,
+            until,
+            live: HashSet::new(),
+            released: HashSet::new(),
+        });
+        self.schedule(Timer::HoldEnd, Some(until));
+    }
+
+    /// Device `d` sent a reading measured at `ts`: if that is live data
+    /// (measured since the grace began, so what it kept is in), and every
+    /// device of its resident is live, the resident leaves the grace early
+    /// and their held deadlines are decided now on the data that arrived.
+    fn heard_live(&mut self, d: u32, ts: Timestamp, now: Timestamp) {
+        if self.blind() {
+            return;
+        }
+        let Some(grace) = self
+            .grace
+            .as_mut()
+            .filter(|g| ts >= g.began && now < g.until)
+        else {
+            return;
+        };
+        grace.live.insert(d);
+        let Some(r) = self
+            .devices
+            .get(d as usize)
+            .and_then(|device| device.resident)
+        else {
+            return;
+        };
+        let Some(state) = self.residents.get(r as usize) else {
+            return;
+        };
+        if grace.released.contains(&r) || !state.devices.iter().all(|d| grace.live.contains(d)) {
+            return;
+        }
+        grace.released.insert(r);
+        let mine: Vec<Timer> = self
+            .parked
+            .iter()
+            .copied()
+            .filter(|&timer| self.resident_of(timer) == Some(r))
+            .collect();
+        tracing::debug!(resident = %state.resident.id, held = mine.len(), "every device of the resident sends live data again; its held deadlines are decided now");
+        for timer in mine {
+            self.schedule(timer, Some(now));
+        }
     }
 
     /// Whether an outage that hides residents is going on.
@@ -565,7 +661,7 @@ impl Engine {
     }
 
     fn fire(&mut self, timer: Timer, now: Timestamp) -> Result<(), AlertingError> {
-        if timer.is_held() && self.holding_at(now) {
+        if self.holds(timer, now) {
             self.parked.insert(timer);
             return Ok(());
         }
@@ -590,7 +686,7 @@ impl Engine {
         if self.holding_at(now) {
             return Ok(());
         }
-        self.hold_until = None;
+        self.grace = None;
         // The system alert ends with the last outage (and its grace).
         if self.outages.is_empty()
             && let Some(id) = self.outage_alert.take()
@@ -620,6 +716,7 @@ impl Engine {
         for new in readings {
             if let Some(&d) = self.device_index.get(&new.device_id) {
                 self.device_heard(d, new.received_at, now)?;
+                self.heard_live(d, new.reading.ts, now);
             }
             let Some(&r) = self.resident_index.get(&new.resident_id) else {
                 continue;
@@ -1331,12 +1428,15 @@ impl Engine {
             // Late data is still arriving (devices resend): the grace
             // period starts now, whatever else is still down.
             tracing::info!(source = source.as_str(), grace = ?self.config.grace, "system outage over; holding alerts for the grace period");
-            let until = after(now, self.config.grace);
-            self.hold_until = Some(until);
-            self.schedule(Timer::HoldEnd, Some(until));
+            self.begin_grace(now);
         } else if self.outages.is_empty() {
             tracing::info!(source = source.as_str(), "system outage over");
-            let at = self.hold_until.filter(|until| *until > now).unwrap_or(now);
+            let at = self
+                .grace
+                .as_ref()
+                .map(|g| g.until)
+                .filter(|until| *until > now)
+                .unwrap_or(now);
             self.schedule(Timer::HoldEnd, Some(at));
         }
         Ok(())
