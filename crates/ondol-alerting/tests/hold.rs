@@ -11,34 +11,14 @@ mod support;
 use std::time::Duration;
 
 use ondol_alerting::{AlertingConfig, OutageSource};
-use support::{Harness, mins, ts};
+use ondol_model::reading::{ReadingType, ReadingValue};
+use support::{Harness, SEOUL, mins, ts};
 
-/// One resident in Seoul (check-in window 06:00–10:00 KST) with a gateway
-/// and a wearable.
-const TWO_DEVICES: &str = r#"
-[[residents]]
-id = "r-1"
-name = "Kim"
-timezone = "Asia/Seoul"
-region = "gangjin"
-enrolled_from = "2026-01-01"
-caseworker = "cw-1"
-
-[[devices]]
-id = "gw-1"
-resident = "r-1"
-kind = "gateway"
-
-[[devices]]
-id = "wr-1"
-resident = "r-1"
-kind = "wearable"
-
-[[staff]]
-id = "cw-1"
-name = "Park"
-role = "caseworker"
-"#;
+/// The one resident of [`SEOUL`] (check-in window 06:00–10:00 KST) with a
+/// wearable beside the gateway.
+fn two_devices() -> String {
+    format!("{SEOUL}\n[[devices]]\nid = \"wr-1\"\nresident = \"r-1\"\nkind = \"wearable\"\n")
+}
 
 fn grace_30m() -> AlertingConfig {
     AlertingConfig {
@@ -51,21 +31,25 @@ fn grace_30m() -> AlertingConfig {
 /// Started at 09:58 KST: the check-in deadline (10:00 KST = 01:00Z) comes
 /// two minutes into the 30-minute grace.
 fn started_before_the_deadline() -> Harness {
-    Harness::new(TWO_DEVICES, "2026-11-27T00:58:00Z", grace_30m())
+    Harness::new(&two_devices(), "2026-11-27T00:58:00Z", grace_30m())
+}
+
+/// The gateway and the wearable each send a reading measured now.
+fn both_send_live(h: &mut Harness) {
+    h.motion("gw-1", h.now());
+    h.reading(
+        "wr-1",
+        h.now(),
+        ReadingValue::Number(72.0),
+        ReadingType::HeartRate,
+    );
 }
 
 #[test]
 fn a_resident_whose_devices_are_all_back_is_alerted_at_the_deadline() {
     let mut h = started_before_the_deadline();
     // Both devices reconnect and send live readings (measured now).
-    h.advance(mins(0));
-    h.motion("gw-1", h.now());
-    h.reading(
-        "wr-1",
-        h.now(),
-        ondol_model::reading::ReadingValue::Number(72.0),
-        ondol_model::reading::ReadingType::HeartRate,
-    );
+    both_send_live(&mut h);
     assert!(h.alerts_of("missed_checkin").is_empty());
     h.run_until("2026-11-27T01:05:00Z", mins(1));
     let missed = h.alerts_of("missed_checkin");
@@ -99,8 +83,8 @@ fn backlog_alone_does_not_release_a_resident() {
     h.reading(
         "wr-1",
         ts("2026-11-27T00:45:00Z"),
-        ondol_model::reading::ReadingValue::Number(70.0),
-        ondol_model::reading::ReadingType::HeartRate,
+        ReadingValue::Number(70.0),
+        ReadingType::HeartRate,
     );
     h.run_until("2026-11-27T01:10:00Z", mins(1));
     assert!(h.alerts_of("missed_checkin").is_empty(), "still held");
@@ -124,13 +108,7 @@ fn after_an_outage_the_same_rule_applies() {
     assert!(h.alerts_of("missed_checkin").is_empty());
     // Both devices are back with live data: decided at once.
     h.advance(mins(1));
-    h.motion("gw-1", h.now());
-    h.reading(
-        "wr-1",
-        h.now(),
-        ondol_model::reading::ReadingValue::Number(72.0),
-        ondol_model::reading::ReadingType::HeartRate,
-    );
+    both_send_live(&mut h);
     let missed = h.alerts_of("missed_checkin");
     assert_eq!(missed.len(), 1);
     assert_eq!(missed[0].opened_at, ts("2026-11-27T01:01:00Z"));
