@@ -632,7 +632,13 @@ impl Engine {
     /// Fires every deadline that is due. On a store error the deadline that
     /// failed is tried again a little later.
     pub fn tick(&mut self) -> Result<usize, AlertingError> {
-        let now = self.clock.now();
+        self.tick_at(self.clock.now())
+    }
+
+    /// [`tick`](Self::tick) as of `now`: what was due then (the runner
+    /// passes the time its stall check saw, so a freeze after that check
+    /// cannot make it decide later deadlines on earlier data).
+    pub fn tick_at(&mut self, now: Timestamp) -> Result<usize, AlertingError> {
         let mut fired = 0;
         while let Some(&(at, timer)) = self.timers.first() {
             if at > now {

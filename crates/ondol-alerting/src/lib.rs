@@ -125,11 +125,11 @@ pub async fn run(
         }
         let more_waiting = batch.len() == MAX_INPUTS_PER_TURN;
         (engine, pacemaker) = tokio::task::spawn_blocking(move || {
-            let mono = origin.elapsed();
+            let mono = || origin.elapsed();
             if more_waiting {
-                take_inputs(&mut engine, &mut pacemaker, batch, mono);
+                take_inputs(&mut engine, &mut pacemaker, batch, &mono);
             } else {
-                turn(&mut engine, &mut pacemaker, batch, mono);
+                turn(&mut engine, &mut pacemaker, batch, &mono);
             }
             (engine, pacemaker)
         })
@@ -144,24 +144,41 @@ pub async fn run(
 }
 
 /// One turn of the engine, in the order that keeps our own gaps from
-/// paging anyone: first whether we were stalled since the last turn
-/// (`mono`: the monotonic time now), then every input that is waiting, and
-/// only then the deadlines that are due. Errors are logged, never fatal:
-/// the store has the readings, and a failed deadline is retried.
-pub fn turn(engine: &mut Engine, pacemaker: &mut Pacemaker, inputs: Vec<Input>, mono: Duration) {
+/// paging anyone: every input that is waiting, then whether we were stalled
+/// since the last turn, and only then the deadlines that are due, at the
+/// wall time the stall check saw. `mono` reads the monotonic clock; the
+/// turn marks itself running when it starts and ends, so a freeze in the
+/// middle of a turn is found before the next deadline is decided. Errors
+/// are logged, never fatal: the store has the readings, and a failed
+/// deadline is retried.
+pub fn turn(
+    engine: &mut Engine,
+    pacemaker: &mut Pacemaker,
+    inputs: Vec<Input>,
+    mono: &dyn Fn() -> Duration,
+) {
     take_inputs(engine, pacemaker, inputs, mono);
-    if let Err(error) = engine.tick() {
-        tracing::error!(error = %error, "alerting could not evaluate a deadline; retrying shortly");
-    }
-}
-
-/// The first two steps of a [`turn`]: the stall check, then the inputs.
-fn take_inputs(engine: &mut Engine, pacemaker: &mut Pacemaker, inputs: Vec<Input>, mono: Duration) {
-    if let Some(stall) = pacemaker.beat(engine.now(), mono)
+    // Wall time first: a freeze between the two reads is a clock jump.
+    let now = engine.now();
+    if let Some(stall) = pacemaker.beat(now, mono())
         && let Err(error) = engine.stalled(&stall)
     {
         tracing::error!(error = %error, "alerting could not record its own stall");
     }
+    if let Err(error) = engine.tick_at(now) {
+        tracing::error!(error = %error, "alerting could not evaluate a deadline; retrying shortly");
+    }
+    pacemaker.mark(engine.now(), mono());
+}
+
+/// Applies the waiting inputs, marking the pacemaker before and after.
+fn take_inputs(
+    engine: &mut Engine,
+    pacemaker: &mut Pacemaker,
+    inputs: Vec<Input>,
+    mono: &dyn Fn() -> Duration,
+) {
+    pacemaker.mark(engine.now(), mono());
     for input in inputs {
         let result = match input {
             Input::Committed { readings, statuses } => engine
@@ -178,4 +195,5 @@ fn take_inputs(engine: &mut Engine, pacemaker: &mut Pacemaker, inputs: Vec<Input
             tracing::error!(error = %error, "alerting could not apply new data");
         }
     }
+    pacemaker.mark(engine.now(), mono());
 }

@@ -7,10 +7,14 @@
 //! still sits in socket buffers and ingest's queues. Deciding those
 //! deadlines then would page caseworkers about residents who were fine.
 //!
-//! The runner promises its next turn by a monotonic time (it never sleeps
-//! longer than a minute); each turn it asks the [`Pacemaker`] whether that
-//! promise was broken by more than `alerting.stall_after`, or whether the
-//! wall clock moved differently from the monotonic clock by more than that.
+//! The runner marks each moment it is surely running (waking, before it
+//! decides deadlines, after a turn) and promises, before it sleeps, when it
+//! will wake (never later than a minute). A gap between two marks longer
+//! than what was promised for it (or, within a turn, than nothing) by more
+//! than `alerting.stall_after`, or a wall clock that moved differently from
+//! the monotonic clock by more than that, is a stall. Marking within the
+//! turn matters: a freeze that strikes while a turn applies data or decides
+//! deadlines is found before the next deadline is decided.
 //! Either is a [`Stall`]: alerting treats it as an outage of ours (one
 //! `system_outage` with cause `stalled`, missing-data deadlines held for
 //! the grace period), before it decides any deadline.
@@ -74,12 +78,14 @@ struct Beat {
     mono: Duration,
 }
 
-/// Watches the gaps between the runner's turns.
+/// Watches the gaps between the runner's marks.
 #[derive(Debug, Clone)]
 pub struct Pacemaker {
     tolerance: Duration,
     last: Option<Beat>,
     promised: Option<Duration>,
+    /// A stall found by a mark, reported by the next [`beat`](Self::beat).
+    pending: Option<Stall>,
 }
 
 impl Pacemaker {
@@ -90,6 +96,7 @@ impl Pacemaker {
             tolerance,
             last: None,
             promised: None,
+            pending: None,
         }
     }
 
@@ -99,28 +106,44 @@ impl Pacemaker {
         self.promised = Some(by);
     }
 
-    /// A turn at wall time `wall` and monotonic time `mono` (any fixed
-    /// origin): the stall since the last turn, if there was one.
-    pub fn beat(&mut self, wall: Timestamp, mono: Duration) -> Option<Stall> {
-        let last = self.last.replace(Beat { wall, mono });
+    /// The runner is running at wall time `wall` and monotonic time `mono`
+    /// (any fixed origin). A gap since the last mark longer than promised
+    /// for it (without a promise: longer than nothing) by more than the
+    /// tolerance, or clocks that drifted apart by more than it, is a stall,
+    /// kept for the next [`beat`](Self::beat).
+    pub fn mark(&mut self, wall: Timestamp, mono: Duration) {
         let promised = self.promised.take();
-        let last = last?;
-        let late = promised.and_then(|by| mono.checked_sub(by));
-        if late.is_some_and(|late| late > self.tolerance) {
-            return Some(Stall::Late {
+        let Some(last) = self.last.replace(Beat { wall, mono }) else {
+            return;
+        };
+        let gap = mono.saturating_sub(last.mono);
+        let allowed =
+            promised.map_or(Duration::ZERO, |by| by.saturating_sub(last.mono)) + self.tolerance;
+        let stall = if gap > allowed {
+            Some(Stall::Late {
                 since: last.wall,
-                late: mono.saturating_sub(last.mono),
-            });
+                late: gap,
+            })
+        } else {
+            let wall_moved = wall.duration_since(last.wall);
+            let mono_moved = SignedDuration::try_from(gap).unwrap_or(SignedDuration::MAX);
+            let by = wall_moved.saturating_sub(mono_moved);
+            let tolerance = SignedDuration::try_from(self.tolerance).unwrap_or(SignedDuration::MAX);
+            (by.abs() > tolerance).then_some(Stall::ClockJump {
+                since: last.wall,
+                by,
+            })
+        };
+        if self.pending.is_none() {
+            self.pending = stall;
         }
-        let wall_moved = wall.duration_since(last.wall);
-        let mono_moved =
-            SignedDuration::try_from(mono.saturating_sub(last.mono)).unwrap_or(SignedDuration::MAX);
-        let by = wall_moved.saturating_sub(mono_moved);
-        let tolerance = SignedDuration::try_from(self.tolerance).unwrap_or(SignedDuration::MAX);
-        (by.abs() > tolerance).then_some(Stall::ClockJump {
-            since: last.wall,
-            by,
-        })
+    }
+
+    /// A mark right before deadlines are decided: the stall since the last
+    /// beat (found by this mark or an earlier one), if there was one.
+    pub fn beat(&mut self, wall: Timestamp, mono: Duration) -> Option<Stall> {
+        self.mark(wall, mono);
+        self.pending.take()
     }
 }
 
@@ -175,6 +198,30 @@ mod tests {
         // The next turn on time is fine again.
         p.promise(secs(260));
         assert_eq!(p.beat(t(250), secs(250)), None);
+    }
+
+    #[test]
+    fn a_freeze_inside_a_turn_is_found_by_the_next_beat() {
+        let mut p = Pacemaker::new(secs(10));
+        p.beat(t(0), secs(0));
+        p.promise(secs(30));
+        // Woken on time; frozen for 13 s while applying data; then the beat.
+        p.mark(t(30), secs(30));
+        let stall = p.beat(t(43), secs(43)).expect("found before deadlines");
+        assert_eq!(
+            stall,
+            Stall::Late {
+                since: t(30),
+                late: secs(13)
+            }
+        );
+        // Frozen after the beat, while deciding: found at the end of the
+        // turn, reported by the next beat even though that one is on time.
+        p.mark(t(60), secs(60));
+        p.promise(secs(65));
+        assert!(p.beat(t(64), secs(64)).is_some());
+        p.promise(secs(70));
+        assert_eq!(p.beat(t(69), secs(69)), None);
     }
 
     #[test]

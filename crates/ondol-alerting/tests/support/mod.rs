@@ -251,7 +251,7 @@ impl Harness {
     /// One turn of the running service at monotonic time `mono`: the
     /// waiting `inputs`, then the due deadlines (see [`ondol_alerting::turn`]).
     pub fn turn(&mut self, pacemaker: &mut Pacemaker, inputs: Vec<Input>, mono: Duration) {
-        ondol_alerting::turn(self.engine(), pacemaker, inputs, mono);
+        ondol_alerting::turn(self.engine(), pacemaker, inputs, &|| mono);
     }
 
     pub fn checkin(&mut self, device: &str, at: Timestamp) {
