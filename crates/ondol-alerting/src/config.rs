@@ -37,6 +37,15 @@ pub struct AlertingConfig {
     /// in the gap is held for the grace period.
     #[serde(with = "ondol_model::serde_duration")]
     pub stall_after: Duration,
+    /// How often alerting looks at the store's feed for what ingest workers
+    /// in other processes committed (one in the same process wakes it at
+    /// once): the commit-to-alerting lag of a split deployment.
+    #[serde(with = "ondol_model::serde_duration")]
+    pub feed_poll: Duration,
+    /// Alerting in a process without ingest: no ingest worker's heartbeat
+    /// in the store for this long is an outage of ours (`ingest_down`).
+    #[serde(with = "ondol_model::serde_duration")]
+    pub ingest_timeout: Duration,
     /// An open alert nobody acknowledged escalates to the supervisor after this...
     #[serde(with = "ondol_model::serde_duration")]
     pub ack_timeout: Duration,
@@ -85,6 +94,17 @@ fn one() -> u32 {
     1
 }
 
+impl AlertingConfig {
+    /// The vital types some band watches: only their readings need to
+    /// reach alerting (ingest puts them in the store's alerting feed).
+    pub fn watched_vitals(&self) -> std::collections::BTreeSet<ondol_model::ReadingType> {
+        self.vital_bands
+            .iter()
+            .filter_map(|band| vital_type(&band.reading_type))
+            .collect()
+    }
+}
+
 /// The vital types a band may name.
 pub(crate) fn vital_type(name: &str) -> Option<ondol_model::ReadingType> {
     use ondol_model::ReadingType as T;
@@ -115,6 +135,8 @@ impl Default for AlertingConfig {
             mass_silence_min_devices: 5,
             grace: Duration::from_secs(30 * 60),
             stall_after: Duration::from_secs(10),
+            feed_poll: Duration::from_millis(250),
+            ingest_timeout: Duration::from_secs(15),
             ack_timeout: Duration::from_secs(15 * 60),
             repeat_every: Duration::from_secs(15 * 60),
             webhook_url: String::new(),
@@ -146,6 +168,18 @@ impl AlertingConfig {
             problems.push((
                 "stall_after",
                 "must be at least 1s (a busy host delays timers by a fraction of a second; 10s is the default)".into(),
+            ));
+        }
+        if self.feed_poll.is_zero() || self.feed_poll > Duration::from_secs(10) {
+            problems.push((
+                "feed_poll",
+                "must be between 1ms and 10s (alerting would learn of help presses from other processes that late; 250ms is the default)".into(),
+            ));
+        }
+        if self.ingest_timeout < Duration::from_secs(3) {
+            problems.push((
+                "ingest_timeout",
+                "must be at least 3s (ingest workers beat every second; 15s is the default)".into(),
             ));
         }
         if self.device_silent_after.is_zero() {

@@ -63,6 +63,10 @@ pub enum OutageSource {
     /// Ingest holds messages older than `ingest.stall_after` (a stuck
     /// commit, a locked store): alerting would decide on stale data.
     IngestStalled,
+    /// No ingest worker has been heard from (alerting in its own process
+    /// reads their heartbeats in the store): nothing devices send is
+    /// being committed.
+    IngestDown,
 }
 
 impl OutageSource {
@@ -75,6 +79,7 @@ impl OutageSource {
             OutageSource::Timeseries => "timeseries_unreachable",
             OutageSource::Stalled => "stalled",
             OutageSource::IngestStalled => "ingest_stalled",
+            OutageSource::IngestDown => "ingest_down",
         }
     }
 
@@ -334,6 +339,17 @@ pub struct RosterChanges {
     pub devices_added: usize,
     pub devices_moved: usize,
     pub devices_removed: usize,
+}
+
+/// What one [`Engine::follow_feed`] applied.
+#[derive(Debug, Default)]
+pub struct FeedProgress {
+    /// Feed rows applied (and removed).
+    pub rows: usize,
+    /// The limit was reached: more rows may be waiting.
+    pub more: bool,
+    /// From each row's commit to its application.
+    pub lags: Vec<Duration>,
 }
 
 impl RosterChanges {
@@ -715,6 +731,34 @@ impl Engine {
     }
 
     // ---- data in ----
+
+    /// Applies up to `limit` rows of the store's alerting feed (what any
+    /// process committed), each row's statuses then readings, in feed
+    /// order, then removes them from the feed. A row applied twice (a
+    /// crash before the removal) changes nothing: raising is idempotent
+    /// per episode, and activity only moves forward.
+    pub fn follow_feed(&mut self, limit: usize) -> Result<FeedProgress, AlertingError> {
+        let take = self.store.take_feed(limit)?;
+        if take.is_empty() {
+            return Ok(FeedProgress::default());
+        }
+        for (id, problem) in &take.unreadable {
+            tracing::error!(row = id, problem = %problem, "an alerting feed row cannot be read; skipped");
+        }
+        let now = self.clock.now();
+        let mut lags = Vec::with_capacity(take.rows.len());
+        for row in &take.rows {
+            self.on_statuses(&row.facts.statuses)?;
+            self.on_readings(&row.facts.readings)?;
+            lags.push(Duration::try_from(now.duration_since(row.committed_at)).unwrap_or_default());
+        }
+        self.store.finish_feed(&take.ids())?;
+        Ok(FeedProgress {
+            rows: take.len(),
+            more: take.len() >= limit,
+            lags,
+        })
+    }
 
     /// Readings newly stored by ingest.
     pub fn on_readings(&mut self, readings: &[NewReading]) -> Result<(), AlertingError> {

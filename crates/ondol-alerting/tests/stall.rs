@@ -125,14 +125,12 @@ impl Service {
     /// A motion measured at `measured` (seconds), received and committed now.
     fn motion(&mut self, resident: usize, measured: i64) {
         let device = format!("gw-{resident}");
-        if let Some(input) = self.h.commit(
+        self.h.commit(
             &device,
             at(measured),
             ReadingValue::Motion(true),
             ReadingType::Motion,
-        ) {
-            self.queue.push(input);
-        }
+        );
     }
 
     /// A turn at wall time now, monotonic time `mono_now`, promising the

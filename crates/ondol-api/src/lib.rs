@@ -113,6 +113,18 @@ pub fn app(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Only `/healthz`, `/readyz` and `/metrics`: what a process without the
+/// API role (a broker, an ingest worker, alerting) serves to operators.
+pub fn ops_app(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn(count))
+        .with_state(state)
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }

@@ -273,14 +273,16 @@ fn status(device_id: DeviceId, inbound: &Inbound, roster: &RosterIndex) -> Verdi
     if inbound.payload.is_empty() {
         return Verdict::default();
     }
-    if roster.device(device_id.as_str()).is_none() {
+    let Some(device) = roster.device(device_id.as_str()) else {
         let rejection = unknown_device(&device_id);
         return whole_message_refused(inbound, None, None, rejection);
-    }
+    };
+    let resident_id = device.resident_at(inbound.received_at).cloned();
     match wire::decode_status(&inbound.payload) {
         Ok(status) => Verdict {
             status: Some(StatusUpdate {
                 device_id,
+                resident_id,
                 status,
                 received_at: inbound.received_at,
             }),

@@ -32,7 +32,7 @@ pub mod writer;
 use std::sync::Arc;
 
 use ondol_store::Store;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{BrokerTarget, IngestConfig};
@@ -40,7 +40,6 @@ pub use judge::Inbound;
 pub use roster_index::RosterIndex;
 pub use source::{Credentials, SourceLink};
 pub use telemetry::{IngestStats, StatsSnapshot};
-pub use writer::Committed;
 
 /// Why the ingest worker stopped before it was asked to.
 #[derive(Debug, thiserror::Error)]
@@ -51,14 +50,15 @@ pub enum IngestError {
 
 /// Runs the worker until `shutdown` is cancelled, then drains: stops reading
 /// from the broker, judges what is queued, commits the last batch and
-/// publishes its receipts before returning. After each commit, what it
-/// stored is sent to `committed`, if given.
+/// publishes its receipts before returning. Each commit also writes the
+/// store's alerting feed; `feed_wake`, if given, is notified after it (an
+/// alerting engine in the same process then looks at once).
 pub async fn run(
     config: IngestConfig,
     link: SourceLink,
     store: Store,
     roster: watch::Receiver<Arc<RosterIndex>>,
-    committed: Option<mpsc::Sender<Committed>>,
+    feed_wake: Option<Arc<Notify>>,
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
@@ -94,11 +94,11 @@ pub async fn run(
     let writer = tokio::task::spawn_blocking({
         let stats = stats.clone();
         let max_readings = config.batch_max_readings;
-        move || writer::write(store, batch_rx, max_readings, stored_tx, stats)
+        move || writer::write(store, batch_rx, max_readings, stored_tx, feed_wake, stats)
     });
     let announcer = tokio::task::spawn_blocking({
         let stats = stats.clone();
-        move || writer::announce(stored_rx, receipts, committed, stats)
+        move || writer::announce(stored_rx, receipts, stats)
     });
     let reporter = tokio::spawn(report_periodically(
         stats.clone(),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ondol_model::wire::{self, Receipt, ReceiptRejection};
 use ondol_store::{Batch, BatchOutcome, Store};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::IngestConfig;
 use crate::judge::{Inbound, ItemVerdict, Judge, ReceiptPlan};
@@ -141,15 +141,6 @@ fn add(pending: &mut PendingBatch, verdict: crate::judge::Verdict, stats: &Inges
     pending.batch.statuses.extend(verdict.status);
 }
 
-/// What one committed batch changed: the readings stored for the first
-/// time (duplicates left out) and the device status updates. Alerting
-/// listens to these; ingest does not know who does.
-#[derive(Debug, Clone, Default)]
-pub struct Committed {
-    pub readings: Vec<ondol_store::NewReading>,
-    pub statuses: Vec<ondol_store::StatusUpdate>,
-}
-
 /// A committed batch on its way to [`announce`].
 #[derive(Debug)]
 pub(crate) struct StoredBatch {
@@ -169,6 +160,7 @@ pub(crate) fn write(
     mut batches: mpsc::Receiver<PendingBatch>,
     max_readings: usize,
     stored: mpsc::Sender<StoredBatch>,
+    feed_wake: Option<Arc<Notify>>,
     stats: Arc<IngestStats>,
 ) {
     // Lives as long as this loop: the last checkpoint runs after the last
@@ -201,6 +193,9 @@ pub(crate) fn write(
             stats.backlog.commit_failed();
             continue;
         };
+        if let Some(wake) = &feed_wake {
+            wake.notify_one();
+        }
         stats.committed(
             outcome.accepted() as u64,
             outcome.duplicates() as u64,
@@ -217,41 +212,21 @@ pub(crate) fn write(
     }
 }
 
-/// Answers for committed batches, in commit order: tells the listener what
-/// was new, publishes the receipts, then acks the messages to an external
+/// Answers for committed batches, in commit order: publishes the
+/// receipts, then acks the messages to an external
 /// broker. Runs on a blocking thread until the writer is done.
 pub(crate) fn announce(
     mut stored: mpsc::Receiver<StoredBatch>,
     mut receipts: ReceiptSink,
-    committed: Option<mpsc::Sender<Committed>>,
     stats: Arc<IngestStats>,
 ) {
     while let Some(StoredBatch { pending, inserted }) = stored.blocking_recv() {
         let PendingBatch {
-            batch,
+            batch: _,
             answers,
             acks,
             first_received: _,
         } = pending;
-        if let Some(listener) = &committed {
-            let news = Committed {
-                readings: batch
-                    .readings
-                    .into_iter()
-                    .zip(&inserted)
-                    .filter(|(_, new)| **new)
-                    .map(|(reading, _)| reading)
-                    .collect(),
-                statuses: batch.statuses,
-            };
-            // Waits when the listener is behind: an emergency reading must
-            // reach it, and the store has it already.
-            if (!news.readings.is_empty() || !news.statuses.is_empty())
-                && listener.blocking_send(news).is_err()
-            {
-                tracing::debug!("nobody listens to committed readings any more");
-            }
-        }
         for answer in answers {
             let receipt = receipt_for(&answer, &inserted);
             let topic = wire::receipts_topic(&answer.plan.device);
@@ -458,6 +433,7 @@ mod tests {
             batch_rx,
             3,
             stored_tx,
+            None,
             Arc::new(IngestStats::default()),
         );
 

@@ -34,6 +34,20 @@ pub enum OutageCause {
 }
 
 impl OutageCause {
+    pub const ALL: [OutageCause; 6] = [
+        OutageCause::NoMessages,
+        OutageCause::SinkUnauthorized,
+        OutageCause::SinkUnreachable,
+        OutageCause::BrokerUnreachable,
+        OutageCause::StoreUnwritable,
+        OutageCause::IngestStalled,
+    ];
+
+    /// The cause [`as_str`](Self::as_str) spells `s`.
+    pub fn parse(s: &str) -> Option<OutageCause> {
+        OutageCause::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// A stable spelling for logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

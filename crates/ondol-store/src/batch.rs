@@ -70,6 +70,9 @@ pub struct NewRejection {
 #[derive(Debug, Clone)]
 pub struct StatusUpdate {
     pub device_id: DeviceId,
+    /// The resident the device is bound to now, if any (places the status
+    /// in the alerting feed's partition of that resident).
+    pub resident_id: Option<ResidentId>,
     pub status: DeviceStatus,
     pub received_at: Timestamp,
 }

@@ -20,6 +20,10 @@
 //! - [`audit`]: the append-only, hash-chained audit log of resident data
 //!   reads and changes.
 //! - [`batch`]: the batch types ingest fills and how a batch is committed.
+//! - [`feed`]: the alerting feed each batch commit writes, which alerting
+//!   consumes as a queue (whichever process committed the batch).
+//! - [`processes`]: the processes sharing the store: ingest workers'
+//!   heartbeats and conditions, and the one alerting process's lease.
 //! - [`sink`]: the time-series sink seam ([`TimeseriesSink`]) and the
 //!   embedded SQLite sink.
 //! - [`influx`]: the InfluxDB sink (`/api/v2/write`) with its on-disk spool.
@@ -46,7 +50,9 @@ pub mod bulk;
 mod checkpoint;
 mod credentials;
 mod error;
+pub mod feed;
 pub mod influx;
+pub mod processes;
 pub mod query;
 pub mod report_rows;
 pub mod retention;
@@ -57,12 +63,14 @@ pub mod sink;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use ondol_model::reading::ReadingType;
 use ondol_model::roster::Roster;
 
 pub use batch::{Batch, BatchOutcome, NewReading, NewRejection, StatusUpdate};
@@ -89,6 +97,8 @@ pub struct Store {
     sink: Box<dyn TimeseriesSink>,
     /// For messages; `:memory:` for an in-memory store.
     path: PathBuf,
+    /// The vitals whose readings go into the alerting feed ([`feed`]).
+    feed_vitals: BTreeSet<ReadingType>,
 }
 
 impl fmt::Debug for Store {
@@ -151,7 +161,12 @@ impl Store {
         path: PathBuf,
     ) -> Result<Store, StoreError> {
         schema::migrate(&mut conn, &path)?;
-        Ok(Store { conn, sink, path })
+        Ok(Store {
+            conn,
+            sink,
+            path,
+            feed_vitals: BTreeSet::new(),
+        })
     }
 
     /// Where the database file is.
@@ -201,7 +216,8 @@ impl Store {
     /// Commits one ingest batch in one transaction: readings through the
     /// sink (a reading already stored, or earlier in the same batch, is a
     /// duplicate), then the rollups and activity times for the new readings
-    /// only, the rejections and the device statuses. Either all of it is
+    /// only, the rejections, the device statuses and the alerting feed's
+    /// rows for the batch ([`feed`]). Either all of it is
     /// durable when this returns `Ok`, or none of it is.
     pub fn commit_batch(&mut self, batch: &Batch) -> Result<BatchOutcome, StoreError> {
         if batch.readings.is_empty() && batch.rejections.is_empty() && batch.statuses.is_empty() {
@@ -209,7 +225,12 @@ impl Store {
                 inserted: Vec::new(),
             });
         }
-        let Store { conn, sink, .. } = self;
+        let Store {
+            conn,
+            sink,
+            feed_vitals,
+            ..
+        } = self;
         // IMMEDIATE takes the write lock up front, so a busy database makes
         // BEGIN wait (busy_timeout) instead of failing midway.
         let tx = conn
@@ -227,6 +248,7 @@ impl Store {
             });
         }
         batch::write_rest(&tx, batch, &inserted)?;
+        feed::write(&tx, batch, &inserted, feed_vitals)?;
         tx.commit()
             .map_err(StoreError::sqlite("committing a batch"))?;
         Ok(BatchOutcome { inserted })

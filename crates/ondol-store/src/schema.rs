@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     V7_ADMIN_REGISTRY,
     V8_BACKFILLS,
     V9_ALERT_DETAIL,
+    V10_PROCESSES,
 ];
 
 /// The schema version this code writes and understands.
@@ -435,6 +436,41 @@ ALTER TABLE alerts ADD COLUMN detail TEXT;
 -- `Store::due_notifications`); also finds who heard of an alert.
 CREATE INDEX notification_outbox_by_alert
     ON notification_outbox (alert_id, channel, target, id);
+"#;
+
+const V10_PROCESSES: &str = r#"
+-- What alerting needs of each committed batch (see feed.rs), written in the
+-- batch's transaction by whichever process committed it, and deleted by
+-- alerting once applied. A queue, never tailed by id.
+CREATE TABLE alerting_feed (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition    INTEGER NOT NULL,
+    committed_ms INTEGER NOT NULL,
+    facts        TEXT NOT NULL
+);
+CREATE INDEX alerting_feed_by_partition ON alerting_feed (partition, id);
+
+-- Each ingest worker's heartbeat and the conditions it sees (broker
+-- unreachable, nothing arriving, ...): alerting in another process holds
+-- missing-data alerts on them, and raises one system alert when no worker
+-- has been heard from.
+CREATE TABLE ingest_workers (
+    worker       TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    conditions   TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- The one alerting process of this store and its lease.
+CREATE TABLE alerting_holder (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    holder     TEXT NOT NULL,
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    since_ms   INTEGER NOT NULL,
+    renewed_ms INTEGER NOT NULL
+);
 "#;
 
 /// Brings the schema of `conn` up to [`SCHEMA_VERSION`]. Refuses a database

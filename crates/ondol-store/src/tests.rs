@@ -446,6 +446,7 @@ fn status_messages_update_device_state_in_order() {
     let (_dir, mut store) = temp_store();
     let status = |online, battery, ts| StatusUpdate {
         device_id: did("gw-1"),
+        resident_id: None,
         status: DeviceStatus {
             online,
             battery_pct: battery,
@@ -555,6 +556,7 @@ fn a_failed_batch_leaves_nothing_behind() {
     let mut b = batch(vec![heart_rate("gw-1", "r-1", 70.0, at(0))]);
     b.statuses.push(StatusUpdate {
         device_id: did("gw-1"),
+        resident_id: None,
         status: DeviceStatus {
             online: true,
             battery_pct: None,

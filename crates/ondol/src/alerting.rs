@@ -1,47 +1,61 @@
-//! Wiring alerting into `ondol run`: its own store connection, the engine
-//! task, the outbox delivery task, the MQTT publisher (an in-process link
-//! of the embedded broker or a client of the external one), the webhook
-//! with its secret from the environment, and the bridge from what ingest
-//! committed to alerting's input (alerting does not know ingest).
+//! Wiring alerting into `ondol run`: the store's one-alerting lease, its
+//! own store connection, the engine task (following the store's alerting
+//! feed, whichever process committed), the outbox delivery task, the MQTT
+//! publisher (an in-process link of the embedded broker or a client of the
+//! external one), the webhook with its secret from the environment, and
+//! our own outages: this process's conditions in memory, other ingest
+//! workers' from their heartbeats in the store.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ondol_alerting::{Delivery, Engine, ExternalBroker, Input, MqttOut, OutageSource, Webhook};
+use ondol_alerting::{
+    Delivery, Engine, ExternalBroker, FeedWatch, Input, MqttOut, OutageSource, Webhook,
+};
 use ondol_broker::Router;
-use ondol_ingest::{BrokerTarget, Committed, IngestStats, RosterIndex};
+use ondol_ingest::{BrokerTarget, IngestStats, RosterIndex};
 use ondol_model::condition::{OutageCause, SystemOutage};
 use ondol_model::{Clock, SystemClock};
 use ondol_store::Store;
+use ondol_store::processes::{AlertingClaim, ProcessId};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-/// Batches of committed readings waiting for the engine.
+/// Outages and roster changes waiting for the engine.
 const INPUT_CAPACITY: usize = 256;
+/// How long the alerting lease lasts without renewal; renewed every third.
+const LEASE: Duration = Duration::from_secs(15);
 
 /// Alerting while it runs.
 #[derive(Debug)]
 pub struct Running {
-    /// Where ingest hands over what it committed.
-    pub committed: mpsc::Sender<Committed>,
+    /// Notified by an ingest writer in this process after each commit.
+    pub feed_wake: Arc<Notify>,
     /// Where outages of our own parts are reported.
     pub outages: mpsc::Sender<Input>,
+    /// Cancelled if another process took the alerting lease (this one
+    /// must stop: two would raise the same alerts).
+    pub lease_lost: CancellationToken,
     engine: JoinHandle<Result<(), ondol_alerting::AlertingError>>,
-    bridge: JoinHandle<()>,
     delivery: JoinHandle<Result<(), ondol_alerting::AlertingError>>,
+    lease: JoinHandle<()>,
     delivery_stop: CancellationToken,
     engine_stop: CancellationToken,
+    me: ProcessId,
+    database: PathBuf,
 }
 
 /// Starts alerting, or returns `None` when `alerting.enabled` is false.
 /// `roster` is the signal that the store's roster changed (the binary's
 /// credential and roster follower publishes it); alerting then reloads the
-/// roster and applies it.
+/// roster and applies it. Refuses to start while another live process
+/// holds the store's alerting lease.
 pub async fn start(
     config: &Config,
     router: Option<&Router>,
@@ -68,6 +82,8 @@ pub async fn start(
         )?)
     };
     let database = config.storage.database_path();
+    let me = ProcessId::this("alerting");
+    claim_lease(&database, &me).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let wake = Arc::new(Notify::new());
     let engine = tokio::task::spawn_blocking({
@@ -112,7 +128,12 @@ pub async fn start(
             };
             Some(MqttOut::external(broker, delivery_stop.clone()))
         }
-        (BrokerTarget::Embedded, None) => None,
+        (BrokerTarget::Embedded, None) => {
+            tracing::warn!(
+                "alerting runs without the embedded broker and ingest.broker names no external one: staff alert apps get nothing over MQTT (set ingest.broker to the devices' broker)"
+            );
+            None
+        }
     };
     let delivery_store = Store::open(&database).context("alerting cannot open the store")?;
     let delivery = Delivery::new(
@@ -121,20 +142,23 @@ pub async fn start(
         webhook,
         &alerting,
         clock.clone(),
-        wake,
+        wake.clone(),
     );
     let delivery = tokio::spawn(delivery.run(delivery_stop.clone()));
 
     let (inputs, input_rx) = mpsc::channel(INPUT_CAPACITY);
-    // Stopped once the bridge is done (ingest has stopped); it applies
-    // everything already queued first.
     let engine_stop = CancellationToken::new();
+    let feed_wake = Arc::new(Notify::new());
     let engine = tokio::spawn(ondol_alerting::run(
         engine,
         clock,
         input_rx,
         engine_stop.clone(),
         alerting.stall_after,
+        FeedWatch {
+            wake: feed_wake.clone(),
+            poll: alerting.feed_poll,
+        },
     ));
     tokio::spawn(follow_roster(
         database.clone(),
@@ -142,30 +166,89 @@ pub async fn start(
         inputs.clone(),
         engine_stop.clone(),
     ));
-    let (committed, mut committed_rx) = mpsc::channel::<Committed>(INPUT_CAPACITY);
-    let bridge = tokio::spawn({
-        let inputs = inputs.clone();
-        async move {
-            while let Some(news) = committed_rx.recv().await {
-                let input = Input::Committed {
-                    readings: news.readings,
-                    statuses: news.statuses,
-                };
-                if inputs.send(input).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
+    let lease_lost = CancellationToken::new();
+    let lease = tokio::spawn(keep_lease(
+        database.clone(),
+        me.clone(),
+        lease_lost.clone(),
+        engine_stop.clone(),
+    ));
     Ok(Some(Running {
-        committed,
+        feed_wake,
         outages: inputs,
+        lease_lost,
         engine,
-        bridge,
         delivery,
+        lease,
         delivery_stop,
         engine_stop,
+        me,
+        database,
     }))
+}
+
+/// Takes the store's alerting lease for `me`, or says who holds it.
+async fn claim_lease(database: &std::path::Path, me: &ProcessId) -> anyhow::Result<()> {
+    let (database, me) = (database.to_path_buf(), me.clone());
+    let claim = tokio::task::spawn_blocking(move || {
+        Store::open(&database)?.claim_alerting(&me, jiff::Timestamp::now(), LEASE)
+    })
+    .await?
+    .context("alerting cannot claim its lease in the store")?;
+    match claim {
+        AlertingClaim::Held => Ok(()),
+        AlertingClaim::HeldBy {
+            holder,
+            since,
+            renewed,
+        } => anyhow::bail!(
+            "another alerting process runs against this store: {holder}, since {since} (lease renewed {renewed}). \
+             Only one alerting process per store may run: stop this one, or stop that one first \
+             (if it died on another host, its lease expires {} s after its last renewal)",
+            LEASE.as_secs()
+        ),
+    }
+}
+
+/// Renews the lease until `stop`; cancels `lost` if another process took it.
+async fn keep_lease(
+    database: PathBuf,
+    me: ProcessId,
+    lost: CancellationToken,
+    stop: CancellationToken,
+) {
+    let mut store = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(LEASE / 3) => {}
+        }
+        let (db, who, held) = (database.clone(), me.clone(), store.take());
+        let renewed = tokio::task::spawn_blocking(move || {
+            let store = match held {
+                Some(store) => store,
+                None => Store::open(&db)?,
+            };
+            let renewed = store.renew_alerting(&who, jiff::Timestamp::now());
+            renewed.map(|held| (held, store))
+        })
+        .await;
+        match renewed {
+            Ok(Ok((true, kept))) => store = Some(kept),
+            Ok(Ok((false, _))) => {
+                tracing::error!(
+                    "another process took the alerting lease (this one was frozen or cut off for longer than {} s): this process stops alerting",
+                    LEASE.as_secs()
+                );
+                lost.cancel();
+                return;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "cannot renew the alerting lease; retrying")
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// Hands the store's roster to the engine each time `roster` says it
@@ -281,6 +364,191 @@ pub async fn follow_conditions(
     }
 }
 
+/// How often an ingest worker records its heartbeat and conditions.
+const WORKER_BEAT: Duration = Duration::from_secs(1);
+
+/// Records this ingest worker's heartbeat and conditions in the store
+/// every second until `shutdown`, for alerting in another process. A
+/// failed write is logged once per run of failures: a worker that cannot
+/// write its heartbeat cannot commit readings either, and alerting sees
+/// the heartbeat age.
+pub async fn beat_worker(
+    database: PathBuf,
+    me: ProcessId,
+    sources: Vec<ConditionSource>,
+    shutdown: CancellationToken,
+) {
+    let sources = Arc::new(sources);
+    let mut store: Option<Store> = None;
+    let mut failing = false;
+    loop {
+        let (db, who, held, sources) =
+            (database.clone(), me.clone(), store.take(), sources.clone());
+        let beat = tokio::task::spawn_blocking(move || {
+            let store = match held {
+                Some(store) => store,
+                None => Store::open(&db)?,
+            };
+            let conditions: Vec<SystemOutage> =
+                sources.iter().filter_map(|source| source()).collect();
+            store
+                .beat_ingest_worker(&who, jiff::Timestamp::now(), &conditions)
+                .map(|()| store)
+        })
+        .await;
+        match beat {
+            Ok(Ok(kept)) => {
+                store = Some(kept);
+                failing = false;
+            }
+            Ok(Err(error)) if !failing => {
+                failing = true;
+                tracing::warn!(error = %error, "cannot record this ingest worker's heartbeat in the store");
+            }
+            Ok(Err(_)) => {}
+            Err(_) => return,
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(WORKER_BEAT) => {}
+        }
+    }
+}
+
+/// Whether a condition counts only when every live worker reports it: a
+/// worker that receives nothing, or cannot reach the broker, leaves its
+/// share to the others (the broker hands a share group's messages to the
+/// members connected). A worker that cannot commit, or holds messages too
+/// long, keeps its share stuck: that counts alone.
+fn every_worker_must_see(cause: OutageCause) -> bool {
+    matches!(
+        cause,
+        OutageCause::NoMessages | OutageCause::BrokerUnreachable
+    )
+}
+
+/// Our outages as the ingest workers' heartbeats show them at `now`:
+/// their conditions (see [`every_worker_must_see`]), and `ingest_down`
+/// when no worker beat within `timeout` (once alerting has itself run
+/// that long, so workers starting beside it have time to beat).
+pub fn outages_of_workers(
+    workers: &[ondol_store::processes::WorkerBeat],
+    now: jiff::Timestamp,
+    timeout: Duration,
+    running_for: Duration,
+) -> BTreeMap<OutageSource, String> {
+    let fresh = |beat: jiff::Timestamp| {
+        Duration::try_from(now.duration_since(beat)).unwrap_or_default() < timeout
+    };
+    let live: Vec<_> = workers.iter().filter(|w| fresh(w.heartbeat)).collect();
+    let mut down = BTreeMap::new();
+    for cause in OutageCause::ALL {
+        let reports: Vec<(&str, &SystemOutage)> = live
+            .iter()
+            .filter_map(|w| {
+                w.conditions
+                    .iter()
+                    .find(|c| c.cause == cause)
+                    .map(|c| (w.worker.as_str(), c))
+            })
+            .collect();
+        let counts = if every_worker_must_see(cause) {
+            !live.is_empty() && reports.len() == live.len()
+        } else {
+            !reports.is_empty()
+        };
+        if counts && let Some((worker, condition)) = reports.first() {
+            down.insert(
+                outage_source(cause),
+                format!("{} (ingest worker {worker})", condition.detail),
+            );
+        }
+    }
+    if live.is_empty() && running_for >= timeout {
+        let detail = match workers.first() {
+            Some(last) => format!(
+                "no ingest worker has been heard from for {} s: nothing devices send is committed (last heard: {} on {}, at {})",
+                timeout.as_secs(),
+                last.worker,
+                last.host,
+                last.heartbeat
+            ),
+            None => format!(
+                "no ingest worker has started against this store in {} s: nothing devices send is committed",
+                timeout.as_secs()
+            ),
+        };
+        down.insert(OutageSource::IngestDown, detail);
+    }
+    down
+}
+
+/// For alerting in a process without ingest: follows the ingest workers'
+/// heartbeats in the store and tells alerting when an outage of theirs
+/// starts or ends, until `shutdown`.
+pub async fn follow_workers(
+    database: PathBuf,
+    timeout: Duration,
+    outages: mpsc::Sender<Input>,
+    shutdown: CancellationToken,
+) {
+    let started = std::time::Instant::now();
+    let mut current: BTreeMap<OutageSource, String> = BTreeMap::new();
+    let mut store: Option<Store> = None;
+    loop {
+        let (db, held) = (database.clone(), store.take());
+        let read = tokio::task::spawn_blocking(move || {
+            let store = match held {
+                Some(store) => store,
+                None => Store::open(&db)?,
+            };
+            store.ingest_workers().map(|workers| (workers, store))
+        })
+        .await;
+        match read {
+            Ok(Ok((workers, kept))) => {
+                store = Some(kept);
+                let now = outages_of_workers(
+                    &workers,
+                    jiff::Timestamp::now(),
+                    timeout,
+                    started.elapsed(),
+                );
+                let ended = current
+                    .keys()
+                    .filter(|s| !now.contains_key(s))
+                    .map(|s| (*s, false, None));
+                let began = now
+                    .iter()
+                    .filter(|(s, _)| !current.contains_key(s))
+                    .map(|(s, detail)| (*s, true, Some(detail.clone())));
+                for (source, down, detail) in ended.chain(began).collect::<Vec<_>>() {
+                    if outages
+                        .send(Input::Outage {
+                            source,
+                            down,
+                            detail,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                current = now;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "alerting cannot read the ingest workers' heartbeats; retrying")
+            }
+            Err(_) => return,
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CONDITION_POLL) => {}
+        }
+    }
+}
+
 /// Reports the embedded broker's liveness to alerting.
 pub fn broker_outage(down: bool) -> Input {
     Input::Outage {
@@ -292,25 +560,33 @@ pub fn broker_outage(down: bool) -> Input {
 }
 
 impl Running {
-    /// Call after ingest has stopped (its `committed` sender is gone):
-    /// the engine applies what is queued, then the outbox gets a last round.
+    /// Call after ingest has stopped: the engine applies what the feed
+    /// holds, the outbox gets a last round, and the lease is given up.
     pub async fn stop(self) -> anyhow::Result<()> {
         let Running {
-            committed,
+            feed_wake: _,
             outages,
+            lease_lost: _,
             engine,
-            bridge,
             delivery,
+            lease,
             delivery_stop,
             engine_stop,
+            me,
+            database,
         } = self;
-        drop(committed);
         drop(outages);
-        let _ = bridge.await;
         engine_stop.cancel();
         let engine_result = engine.await;
         delivery_stop.cancel();
         let delivery_result = delivery.await;
+        let _ = lease.await;
+        let released =
+            tokio::task::spawn_blocking(move || Store::open(&database)?.release_alerting(&me))
+                .await;
+        if let Ok(Err(error)) = released {
+            tracing::warn!(error = %error, "cannot give up the alerting lease; the next alerting process waits for it to expire");
+        }
         engine_result
             .context("the alerting engine panicked")?
             .context("alerting failed")?;

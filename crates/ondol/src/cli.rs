@@ -60,11 +60,14 @@ struct RunArgs {
     /// built-in demo roster if the configured roster file is missing).
     #[arg(long)]
     demo: bool,
-    /// Run only part of Ondol: `broker` (the embedded MQTT broker alone) or
-    /// `ingest` (a worker reading from the external broker named by
-    /// ingest.broker); processes of different roles share one data dir.
-    #[arg(long, value_enum, default_value_t = server::Role::All)]
-    role: server::Role,
+    /// The parts this process runs, comma-separated: `broker` (the embedded
+    /// MQTT broker), `ingest` (a worker; reading from the external broker
+    /// named by ingest.broker unless `broker` runs here too), `alerting`
+    /// (one per store), `api` (the HTTP API and dashboard), or `all`.
+    /// Processes of different roles share one store; every role serves
+    /// /healthz, /readyz and /metrics on http.listen.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    role: Vec<server::Role>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,7 +93,7 @@ pub fn main() -> ExitCode {
                     config,
                     server::RunOptions {
                         demo: args.demo,
-                        role: args.role,
+                        roles: server::Roles::of(&args.role),
                     },
                     shutdown,
                 )

@@ -67,22 +67,28 @@ fn recorder() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Opens the API's store connection, binds `http.listen` and serves.
-pub async fn start(config: &Config, roster: &Roster) -> anyhow::Result<Http> {
+/// Opens the API's store connections, binds `http.listen` and serves: the
+/// whole API with `api`, otherwise only the health checks and metrics.
+pub async fn start(config: &Config, roster: &Roster, api: bool) -> anyhow::Result<Http> {
     let tokens = Tokens::from_staff(&roster.staff, |var| std::env::var(var).ok());
     let without_token = roster.staff.len() - tokens.len();
-    if tokens.is_empty() {
+    if api && tokens.is_empty() {
         tracing::warn!(
             "no staff member has a bearer token in the environment (roster token_env): nobody can use the HTTP API"
         );
-    } else if without_token > 0 {
+    } else if api && without_token > 0 {
         tracing::info!(
             staff_without_token = without_token,
             "some staff have no token in the environment and cannot use the HTTP API"
         );
     }
     let database = config.storage.database_path();
-    let stores = (0..config.http.store_connections)
+    let connections = if api {
+        config.http.store_connections
+    } else {
+        1
+    };
+    let stores = (0..connections)
         .map(|_| Store::open(&database))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| {
@@ -148,11 +154,12 @@ pub async fn start(config: &Config, roster: &Roster) -> anyhow::Result<Http> {
         })?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(ondol_api::serve(
-        listener,
-        ondol_api::app(state),
-        shutdown.clone(),
-    ));
+    let app = if api {
+        ondol_api::app(state)
+    } else {
+        ondol_api::ops_app(state)
+    };
+    let task = tokio::spawn(ondol_api::serve(listener, app, shutdown.clone()));
     Ok(Http {
         addr,
         pipeline_running,

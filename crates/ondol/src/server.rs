@@ -1,23 +1,27 @@
-//! `ondol run`: every part in one process, started in dependency order and
-//! stopped in reverse:
+//! `ondol run`: the parts of Ondol this process runs (its roles), started
+//! in dependency order and stopped in reverse:
 //!
 //! 1. store opened and roster imported;
-//! 2. embedded broker router started, ingest's link subscribed;
-//! 3. alerting (engine and notification delivery), then ingest running;
+//! 2. with `broker`, the embedded broker's router, and ingest's link to it;
+//! 3. with `alerting`, alerting (the store's one alerting lease, the engine
+//!    following the store's alerting feed, notification delivery); with
+//!    `ingest`, the ingest worker;
 //! 4. only then the device listener (a publish nobody is subscribed to would
 //!    be acknowledged and dropped by rumqttd);
 //! 5. with `--demo`, the simulated fleet.
 //!
-//! The HTTP API starts right after step 1 (it answers `/readyz` with 503
-//! until step 4) and stops last.
+//! HTTP starts right after step 1 and stops last: the whole API with `api`,
+//! otherwise only `/healthz`, `/readyz` (503 until step 4) and `/metrics`.
 //!
-//! `--role broker` runs only step 2's broker (with its listener);
-//! `--role ingest` runs steps 1 and 3 against an external broker. The API
-//! and alerting roles come with those parts.
+//! Ingest and alerting meet only through the store: each batch commit
+//! writes the alerting feed, whichever process commits it. A process with
+//! ingest records its heartbeat and conditions in the store; alerting in a
+//! process without ingest follows those.
 //!
 //! Shutdown (Ctrl-C, SIGTERM): the fleet stops, ingest stops reading, commits
-//! its last batch and publishes its receipts, alerting persists its state,
-//! then HTTP stops; a hard timeout names what is still pending.
+//! its last batch and publishes its receipts, alerting applies the feed and
+//! gives up its lease, then HTTP stops; a hard timeout names what is still
+//! pending.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +30,7 @@ use anyhow::Context;
 use ondol_broker::Router;
 use ondol_ingest::{BrokerTarget, Credentials, IngestStats, RosterIndex, SourceLink};
 use ondol_model::wire::{READINGS_FILTER, STATUS_FILTER};
+use ondol_store::processes::ProcessId;
 use ondol_store::{InfluxSink, Store};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -40,28 +45,114 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the embedded router is checked for liveness.
 const ROUTER_PROBE_INTERVAL: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     /// Use the demo roster when the configured one is missing, and run the
     /// simulated fleet against the embedded broker.
     pub demo: bool,
     /// Which parts this process runs.
-    pub role: Role,
+    pub roles: Roles,
 }
 
-/// The parts one process runs; several processes with different roles
-/// share one data directory (the store) and one broker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            demo: false,
+            roles: Roles::of(&[Role::All]),
+        }
+    }
+}
+
+/// One part of Ondol, as named on the command line (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
-    /// Everything (the default).
-    #[default]
+    /// Everything: the embedded broker (when ingest.broker is "embedded"),
+    /// ingest, alerting and the API.
     All,
-    /// Only the embedded MQTT broker; ingest workers connect to it as an
-    /// external broker (`ingest.broker = "mqtt://host:port"`).
+    /// The embedded MQTT broker; ingest workers elsewhere connect to it as
+    /// an external broker (`ingest.broker = "mqtt://host:port"`).
     Broker,
-    /// Only an ingest worker, reading from the external broker named by
-    /// `ingest.broker`.
+    /// An ingest worker.
     Ingest,
+    /// Alerting: rules, escalation, notification delivery (one process per
+    /// store).
+    Alerting,
+    /// The HTTP API and the dashboard.
+    Api,
+}
+
+/// The parts one process runs; processes with different roles share one
+/// store (and one broker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The embedded broker, if `ingest.broker` is "embedded" or it was
+    /// named on its own.
+    pub broker: Option<BrokerRole>,
+    pub ingest: bool,
+    pub alerting: bool,
+    pub api: bool,
+}
+
+/// Why the embedded broker runs in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerRole {
+    /// `all`: it runs when `ingest.broker` is "embedded".
+    IfEmbedded,
+    /// `broker` named: it runs in any case.
+    Named,
+}
+
+impl Roles {
+    pub fn of(list: &[Role]) -> Roles {
+        let mut roles = Roles {
+            broker: None,
+            ingest: false,
+            alerting: false,
+            api: false,
+        };
+        for role in list {
+            match role {
+                Role::All => {
+                    roles.broker = roles.broker.or(Some(BrokerRole::IfEmbedded));
+                    roles.ingest = true;
+                    roles.alerting = true;
+                    roles.api = true;
+                }
+                Role::Broker => roles.broker = Some(BrokerRole::Named),
+                Role::Ingest => roles.ingest = true,
+                Role::Alerting => roles.alerting = true,
+                Role::Api => roles.api = true,
+            }
+        }
+        roles
+    }
+
+    /// Whether the embedded broker runs here with `config`.
+    fn runs_broker(&self, config: &Config) -> bool {
+        match self.broker {
+            Some(BrokerRole::Named) => true,
+            Some(BrokerRole::IfEmbedded) => config.ingest.broker == BrokerTarget::Embedded,
+            None => false,
+        }
+    }
+
+    /// `broker,ingest,alerting,api` as far as they run here.
+    pub fn describe(&self, config: &Config) -> String {
+        let mut names = Vec::new();
+        if self.runs_broker(config) {
+            names.push("broker");
+        }
+        for (on, name) in [
+            (self.ingest, "ingest"),
+            (self.alerting, "alerting"),
+            (self.api, "api"),
+        ] {
+            if on {
+                names.push(name);
+            }
+        }
+        names.join(",")
+    }
 }
 
 /// Runs until `shutdown` is cancelled, then stops in order.
@@ -70,15 +161,16 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    match options.role {
-        Role::Broker => return run_broker(config, shutdown).await,
-        Role::Ingest if config.ingest.broker == BrokerTarget::Embedded => {
-            anyhow::bail!(
-                "--role ingest reads from an external broker: set ingest.broker to \"mqtt://host:port\" \
-                 (e.g. the one `ondol run --role broker` serves)"
-            );
-        }
-        Role::Ingest | Role::All => {}
+    let roles = options.roles;
+    let runs_broker = roles.runs_broker(&config);
+    if roles.ingest && !runs_broker && config.ingest.broker == BrokerTarget::Embedded {
+        anyhow::bail!(
+            "--role ingest without the broker role reads from an external broker: set ingest.broker to \"mqtt://host:port\" \
+             (e.g. the one `ondol run --role broker` serves), or add the broker role (--role broker,ingest)"
+        );
+    }
+    if runs_broker && !roles.ingest && !roles.alerting && !roles.api {
+        return run_broker(config, shutdown).await;
     }
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| {
@@ -88,7 +180,13 @@ pub async fn run(
         )
     })?;
     let database = config.storage.database_path();
-    let (mut store, sink_monitor) = open_store(&config, &database)?;
+    let (mut store, sink_monitor) = if roles.ingest {
+        open_store(&config, &database)?
+    } else {
+        let store = Store::open(&database)
+            .with_context(|| format!("cannot open the store at {}", database.display()))?;
+        (store, None)
+    };
     let file_roster = if options.demo && !config.registry.file.exists() {
         tracing::info!("using the built-in demo roster");
         roster::parse(roster::DEMO_REGISTRY, "built-in demo registry")?
@@ -112,90 +210,103 @@ pub async fn run(
         staff = roster.staff.len(),
         "roster loaded"
     );
-    // The HTTP API runs where the whole system runs; it stops last.
-    let http = if options.role == Role::All {
-        Some(crate::http::start(&config, &roster).await?)
-    } else {
-        None
-    };
+    // Every role answers health checks and metrics; the API only with `api`.
+    let http = crate::http::start(&config, &roster, roles.api).await?;
     // Credential changes republish the roster through this sender while the
     // server runs.
     let (roster_updates, roster_index) = watch::channel(Arc::new(RosterIndex::new(&roster)));
     let stats = Arc::new(IngestStats::default());
 
-    let (link, router) = match &config.ingest.broker {
-        BrokerTarget::Embedded => {
-            let router = Router::start(&config.mqtt);
+    let router = runs_broker.then(|| Router::start(&config.mqtt));
+    let link = match (&config.ingest.broker, &router) {
+        _ if !roles.ingest => None,
+        (BrokerTarget::Embedded, Some(router)) => {
             let link = tokio::task::spawn_blocking({
                 let router = router.clone();
                 move || router.subscribed_link("ondol-ingest", &[READINGS_FILTER, STATUS_FILTER])
             })
             .await?
             .context("cannot subscribe ingest to the embedded broker")?;
-            (
-                SourceLink::Embedded {
-                    tx: link.tx,
-                    rx: link.rx,
-                },
-                Some(router),
-            )
+            Some(SourceLink::Embedded {
+                tx: link.tx,
+                rx: link.rx,
+            })
         }
-        BrokerTarget::External { host, port, tls } => (
-            SourceLink::External {
-                host: host.clone(),
-                port: *port,
-                credentials: broker_credentials(&config)?,
-                tls: if *tls {
-                    Some(Arc::new(broker_tls(&config)?))
-                } else {
-                    None
-                },
+        (BrokerTarget::External { host, port, tls }, _) => Some(SourceLink::External {
+            host: host.clone(),
+            port: *port,
+            credentials: broker_credentials(&config)?,
+            tls: if *tls {
+                Some(Arc::new(broker_tls(&config)?))
+            } else {
+                None
             },
-            None,
-        ),
+        }),
+        (BrokerTarget::Embedded, None) => None,
     };
 
-    // Alerting learns of activity from what this process's ingest commits:
-    // a worker that sees only its share of the devices would think the others'
-    // residents silent and page caseworkers about them. So it runs only where
-    // ingest sees every device.
-    let sees_every_device = options.role == Role::All && config.ingest.share_group.is_empty();
-    let alerting = if sees_every_device {
+    let alerting = if roles.alerting {
         crate::alerting::start(&config, router.as_ref(), roster_updates.subscribe()).await?
     } else {
-        tracing::warn!(
-            "alerting does not run in this process: its ingest sees only a share of the devices \
-             (--role ingest or ingest.share_group); run alerting where one ingest sees them all"
-        );
         None
     };
-
     if let Some(alerting) = &alerting {
-        // Ingest's and the sink's conditions become `system_outage`s.
-        tokio::spawn(crate::alerting::follow_conditions(
-            crate::alerting::conditions(&stats, sink_monitor),
-            alerting.outages.clone(),
-            shutdown.clone(),
-        ));
+        if roles.ingest {
+            // This process's ingest and sink conditions become `system_outage`s.
+            tokio::spawn(crate::alerting::follow_conditions(
+                crate::alerting::conditions(&stats, sink_monitor.clone()),
+                alerting.outages.clone(),
+                shutdown.clone(),
+            ));
+        } else {
+            // Ingest runs elsewhere: its heartbeats and conditions are in
+            // the store.
+            tokio::spawn(crate::alerting::follow_workers(
+                database.clone(),
+                config.alerting.ingest_timeout,
+                alerting.outages.clone(),
+                shutdown.clone(),
+            ));
+        }
     }
     // Deletion past the retention periods ([retention]); stops with `shutdown`.
-    let _retention = crate::retention::spawn(
-        config.retention.clone(),
-        database.clone(),
-        Arc::new(ondol_model::SystemClock),
-        shutdown.clone(),
-    );
+    // Run by the processes with alerting or the API, not by every ingest
+    // worker (deleting twice is harmless, but needless work).
+    if roles.alerting || roles.api {
+        let _retention = crate::retention::spawn(
+            config.retention.clone(),
+            database.clone(),
+            Arc::new(ondol_model::SystemClock),
+            shutdown.clone(),
+        );
+    }
 
     let ingest_shutdown = CancellationToken::new();
-    let mut ingest = tokio::spawn(ondol_ingest::run(
-        config.ingest.clone(),
-        link,
-        store,
-        roster_index,
-        alerting.as_ref().map(|a| a.committed.clone()),
-        stats.clone(),
-        ingest_shutdown.clone(),
-    ));
+    let mut ingest = match link {
+        Some(link) => {
+            // Only the vitals some band watches need to reach alerting.
+            store.feed_vitals(config.alerting.watched_vitals());
+            tokio::spawn(crate::alerting::beat_worker(
+                database.clone(),
+                ProcessId::this(&config.ingest.client_id),
+                crate::alerting::conditions(&stats, sink_monitor),
+                shutdown.clone(),
+            ));
+            Some(tokio::spawn(ondol_ingest::run(
+                config.ingest.clone(),
+                link,
+                store,
+                roster_index,
+                alerting.as_ref().map(|a| a.feed_wake.clone()),
+                stats.clone(),
+                ingest_shutdown.clone(),
+            )))
+        }
+        None => {
+            drop(store);
+            None
+        }
+    };
 
     let mut device_port = None;
     let mut tls_front = None;
@@ -258,40 +369,44 @@ pub async fn run(
         _ => None,
     };
 
-    if let Some(http) = &http {
-        http.set_pipeline_running(true);
-    }
+    http.set_pipeline_running(true);
     tracing::info!(
-        mqtt = %config.mqtt.listen,
-        http = %http.as_ref().map_or_else(|| "-".to_owned(), |h| h.addr.to_string()),
+        mqtt = %router.as_ref().map_or_else(|| "-".to_owned(), |_| config.mqtt.listen.to_string()),
+        http = %http.addr,
         mqtt_tls = ?tls_front.as_ref().map(|front| front.addr),
         broker = %config.ingest.broker,
         data_dir = %data_dir.display(),
-        role = ?options.role,
+        role = %roles.describe(&config),
         "ondol ready"
     );
 
+    let lease_lost = alerting
+        .as_ref()
+        .map_or_else(CancellationToken::new, |a| a.lease_lost.clone());
     let early_exit = tokio::select! {
         _ = shutdown.cancelled() => None,
-        result = &mut ingest => Some(result),
-    };
-    if let Some(result) = early_exit {
-        fleet_shutdown.cancel();
-        if let Some(http) = http {
-            http.stop().await;
-        }
-        return match result {
+        result = async { ingest.as_mut().expect("checked").await }, if ingest.is_some() => Some(match result {
             Ok(Ok(())) => Err(anyhow::anyhow!("ingest stopped unexpectedly")),
             Ok(Err(error)) => Err(error).context("ingest failed"),
             Err(error) => Err(error).context("ingest task panicked"),
-        };
+        }),
+        _ = lease_lost.cancelled() => Some(Err(anyhow::anyhow!(
+            "another process took this store's alerting lease; this process stopped so that no alert is raised twice"
+        ))),
+    };
+    if let Some(result) = early_exit {
+        fleet_shutdown.cancel();
+        ingest_shutdown.cancel();
+        if let Some(alerting) = alerting {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, alerting.stop()).await;
+        }
+        http.stop().await;
+        return result;
     }
 
     tracing::info!("shutting down: stopping intake, committing the last batch");
-    if let Some(http) = &http {
-        // Not ready any more; still answering until everything drained.
-        http.set_pipeline_running(false);
-    }
+    // Not ready any more; still answering until everything drained.
+    http.set_pipeline_running(false);
     fleet_shutdown.cancel();
     if let Some(fleet) = fleet {
         match tokio::time::timeout(Duration::from_secs(10), fleet).await {
@@ -302,9 +417,12 @@ pub async fn run(
         }
     }
     ingest_shutdown.cancel();
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, ingest).await;
+    let drained = match ingest {
+        Some(ingest) => Some(tokio::time::timeout(DRAIN_TIMEOUT, ingest).await),
+        None => None,
+    };
     if let Some(alerting) = alerting {
-        // Ingest has handed over its last batch: alerting applies it.
+        // Ingest has committed its last batch: alerting applies the feed.
         match tokio::time::timeout(DRAIN_TIMEOUT, alerting.stop()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(
@@ -316,17 +434,15 @@ pub async fn run(
             ),
         }
     }
-    if let Some(http) = http {
-        http.stop().await;
-    }
+    http.stop().await;
     match drained {
-        Ok(Ok(Ok(()))) => {
+        None | Some(Ok(Ok(Ok(())))) => {
             tracing::info!(totals = %stats.snapshot(), "ondol stopped cleanly");
             Ok(())
         }
-        Ok(Ok(Err(error))) => Err(error).context("ingest failed while draining"),
-        Ok(Err(error)) => Err(error).context("ingest task panicked while draining"),
-        Err(_) => Err(anyhow::anyhow!(
+        Some(Ok(Ok(Err(error)))) => Err(error).context("ingest failed while draining"),
+        Some(Ok(Err(error))) => Err(error).context("ingest task panicked while draining"),
+        Some(Err(_)) => Err(anyhow::anyhow!(
             "ingest did not drain within {DRAIN_TIMEOUT:?}; pending: the batch being committed and its receipts (totals so far: {})",
             stats.snapshot()
         )),
@@ -414,8 +530,11 @@ async fn run_broker(config: Config, shutdown: CancellationToken) -> anyhow::Resu
     )
     .await?;
     tokio::spawn(watch_router(router, None, shutdown.clone()));
-    tracing::info!(mqtt = %listener.addr, role = "broker", "ondol ready");
+    let http = crate::http::start(&config, &roster, false).await?;
+    http.set_pipeline_running(true);
+    tracing::info!(mqtt = %listener.addr, http = %http.addr, role = "broker", "ondol ready");
     shutdown.cancelled().await;
+    http.stop().await;
     // rumqttd keeps messages in RAM only: what ingest workers have not
     // received yet is gone; devices resend what was not receipted.
     tracing::info!("broker stopped");

@@ -93,6 +93,8 @@ impl Harness {
         let roster = parse_roster(roster_toml, "test roster").expect("valid roster");
         let mut db = Store::open(&path).expect("store");
         db.import_roster(&roster).expect("import");
+        // As the binary sets ingest's store: the watched vitals reach the feed.
+        db.feed_vitals(config.watched_vitals());
         let clock = ManualClock::new(ts(start));
         let mut harness = Harness {
             dir,
@@ -212,40 +214,36 @@ impl Harness {
             readings: vec![new.clone()],
             ..Batch::default()
         };
-        let outcome = self.db.commit_batch(&batch).expect("commit");
-        if outcome.inserted.first().copied().unwrap_or(false) {
-            self.engine()
-                .on_readings(&[new])
-                .expect("engine takes readings");
-            self.engine().tick().expect("tick");
-        }
+        self.db.commit_batch(&batch).expect("commit");
+        self.follow();
+    }
+
+    /// The engine takes what the store's alerting feed holds, then fires
+    /// what is due.
+    pub fn follow(&mut self) {
+        self.engine()
+            .follow_feed(usize::MAX)
+            .expect("engine follows the feed");
+        self.engine().tick().expect("tick");
     }
 
     /// A device reading measured at `at`, received and committed now, but
-    /// not yet handed to the engine: what ingest's announcer queues for
-    /// alerting (`None`: a duplicate, nothing to tell).
+    /// not yet taken by the engine: it waits in the store's alerting feed.
+    /// `false`: a duplicate.
     pub fn commit(
         &mut self,
         device: &str,
         at: Timestamp,
         value: ReadingValue,
         kind: ReadingType,
-    ) -> Option<Input> {
+    ) -> bool {
         let new = self.new_reading(device, at, value, kind);
         let batch = Batch {
             readings: vec![new.clone()],
             ..Batch::default()
         };
         let outcome = self.db.commit_batch(&batch).expect("commit");
-        outcome
-            .inserted
-            .first()
-            .copied()
-            .unwrap_or(false)
-            .then(|| Input::Committed {
-                readings: vec![new],
-                statuses: Vec::new(),
-            })
+        outcome.inserted.first().copied().unwrap_or(false)
     }
 
     /// One turn of the running service at monotonic time `mono`: the
@@ -270,6 +268,7 @@ impl Harness {
     pub fn status(&mut self, device: &str, online: bool) {
         let update = StatusUpdate {
             device_id: DeviceId::new(device).expect("id"),
+            resident_id: None,
             status: DeviceStatus {
                 online,
                 battery_pct: None,
@@ -283,8 +282,7 @@ impl Harness {
             ..Batch::default()
         };
         self.db.commit_batch(&batch).expect("commit");
-        self.engine().on_statuses(&[update]).expect("statuses");
-        self.engine().tick().expect("tick");
+        self.follow();
     }
 
     /// Every alert, oldest first.
