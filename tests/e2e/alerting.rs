@@ -99,7 +99,7 @@ impl StaffApp {
     }
 
     /// The next event matching `want`, skipping others.
-    async fn next(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn next(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + DEADLINE_PATIENCE;
         loop {
             let event = tokio::time::timeout_at(deadline, self.events.recv())
@@ -115,7 +115,7 @@ impl StaffApp {
 
 /// Local window of whole minutes in `zone` whose deadline is the next
 /// minute boundary at least 20 s away; `None` near local midnight.
-fn window_ending_soon(zone: &str) -> Option<String> {
+pub(crate) fn window_ending_soon(zone: &str) -> Option<String> {
     let now = Timestamp::now().to_zoned(TimeZone::get(zone).unwrap());
     let minute_start = now
         .time()

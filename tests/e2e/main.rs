@@ -20,6 +20,7 @@ mod report;
 mod retention;
 mod security;
 mod services;
+mod split_roles;
 mod stall;
 mod storm;
 mod support;

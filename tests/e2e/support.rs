@@ -553,30 +553,7 @@ impl TestServer {
     /// `http://127.0.0.1:PORT` of the HTTP API, from the last "ondol
     /// ready" line (test servers listen on port 0: the system picks one).
     pub fn http_base(&self) -> String {
-        let log = self.log();
-        let line = log
-            .lines()
-            .rfind(|l| l.contains("ondol ready"))
-            .expect("the server logged \"ondol ready\"");
-        // Strip ANSI colour codes, then read the `http=` field.
-        let mut plain = String::new();
-        let mut chars = line.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                for c in chars.by_ref() {
-                    if c == 'm' {
-                        break;
-                    }
-                }
-            } else {
-                plain.push(c);
-            }
-        }
-        let addr = plain
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("http="))
-            .unwrap_or_else(|| panic!("no http= in {plain:?}"));
-        format!("http://{addr}")
+        http_base_in(&self.log())
     }
 }
 
@@ -598,4 +575,32 @@ where
     let url = format!("http://{}/hook", listener.local_addr().expect("bound"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+/// `http://127.0.0.1:PORT` from the last "ondol ready" line of a process's
+/// log (test processes listen on port 0: the system picks one).
+pub fn http_base_in(log: &str) -> String {
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("ondol ready"))
+        .expect("the process logged \"ondol ready\"");
+    // Strip ANSI colour codes, then read the `http=` field.
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let addr = plain
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("http="))
+        .unwrap_or_else(|| panic!("no http= in {plain:?}"));
+    format!("http://{addr}")
 }
