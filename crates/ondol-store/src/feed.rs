@@ -372,3 +372,191 @@ fn decode_row(json: &str) -> Result<FeedFacts, String> {
     }
     Ok(facts)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::tests::{at, new_reading, temp_store};
+    use ondol_model::reading::CheckinValue;
+
+    fn motion(device: &str, resident: &str, t: i64) -> NewReading {
+        new_reading(
+            device,
+            resident,
+            ReadingValue::Motion(true),
+            ReadingType::Motion,
+            at(t),
+        )
+    }
+
+    fn heart_rate(t: i64) -> NewReading {
+        new_reading(
+            "wr-1",
+            "r-1",
+            ReadingValue::Number(70.0),
+            ReadingType::HeartRate,
+            at(t),
+        )
+    }
+
+    fn commit(store: &mut Store, readings: Vec<NewReading>) {
+        store
+            .commit_batch(&Batch {
+                readings,
+                ..Batch::default()
+            })
+            .unwrap();
+    }
+
+    fn taken(store: &Store) -> Vec<(String, i64)> {
+        let take = store.take_feed(usize::MAX).unwrap();
+        take.rows
+            .iter()
+            .flat_map(|row| row.facts.readings.iter())
+            .map(|r| {
+                (
+                    format!("{}/{}", r.device_id, r.reading.reading_type.as_str()),
+                    r.reading.ts.as_second() - at(0).as_second(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        // Pinned: a changed hash would move residents between partitions
+        // of a running deployment.
+        assert_eq!(partition_of(&ResidentId::new("r-1").unwrap()), 58);
+        for i in 0..1000 {
+            assert!(partition_of(&ResidentId::new(format!("r-{i}")).unwrap()) < PARTITIONS);
+        }
+    }
+
+    #[test]
+    fn a_batch_tells_alerting_only_what_can_change_a_decision() {
+        let (_dir, mut store) = temp_store();
+        let mut batch = vec![
+            motion("gw-1", "r-1", 10),
+            motion("gw-1", "r-1", 30), // the latest motion of gw-1
+            motion("gw-1", "r-1", 20),
+            new_reading(
+                "bt-1",
+                "r-1",
+                ReadingValue::Checkin(CheckinValue::Help),
+                ReadingType::Checkin,
+                at(15),
+            ),
+            new_reading(
+                "bt-1",
+                "r-1",
+                ReadingValue::Checkin(CheckinValue::Ok),
+                ReadingType::Checkin,
+                at(16),
+            ),
+            heart_rate(5),
+            heart_rate(6),
+        ];
+        // A motion received last but measured earlier: kept as gw-1's
+        // latest receipt.
+        let mut late = motion("gw-1", "r-1", 1);
+        late.received_at = at(100);
+        batch.push(late);
+        commit(&mut store, batch);
+        let mut got = taken(&store);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("bt-1/checkin".to_owned(), 15),
+                ("bt-1/checkin".to_owned(), 16),
+                ("gw-1/motion".to_owned(), 1),
+                ("gw-1/motion".to_owned(), 30),
+                // No band watches heart rate: only the device's latest.
+                ("wr-1/heart_rate".to_owned(), 6),
+            ]
+        );
+    }
+
+    #[test]
+    fn watched_vitals_all_reach_alerting_and_duplicates_never_do() {
+        let (_dir, mut store) = temp_store();
+        store.feed_vitals([ReadingType::HeartRate].into());
+        commit(&mut store, vec![heart_rate(5), heart_rate(6)]);
+        assert_eq!(taken(&store).len(), 2);
+        let ids = store.take_feed(usize::MAX).unwrap().ids();
+        store.finish_feed(&ids).unwrap();
+        // A resend: stored once, told once.
+        commit(&mut store, vec![heart_rate(5), heart_rate(6)]);
+        assert!(store.take_feed(usize::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_feed_is_a_queue_rows_stay_until_finished() {
+        let (_dir, mut store) = temp_store();
+        commit(&mut store, vec![motion("gw-1", "r-1", 1)]);
+        let first = store.take_feed(10).unwrap();
+        assert_eq!(first.len(), 1);
+        // Committed after the take, before the finish: not lost.
+        commit(&mut store, vec![motion("gw-2", "r-2", 2)]);
+        // Not finished (a crash): taken again.
+        assert_eq!(store.take_feed(10).unwrap().len(), 2);
+        store.finish_feed(&first.ids()).unwrap();
+        let rest = store.take_feed(10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest.rows[0].facts.readings[0].device_id.as_str(), "gw-2");
+        assert_eq!(store.feed_backlog().unwrap(), 1);
+        store.finish_feed(&rest.ids()).unwrap();
+        assert_eq!(store.feed_backlog().unwrap(), 0);
+    }
+
+    #[test]
+    fn an_unreadable_row_is_reported_not_blocking() {
+        let (_dir, mut store) = temp_store();
+        store
+            .conn
+            .execute(
+                "INSERT INTO alerting_feed (partition, committed_ms, facts) VALUES (0, 0, 'not json')",
+                [],
+            )
+            .unwrap();
+        commit(&mut store, vec![motion("gw-1", "r-1", 1)]);
+        let take = store.take_feed(10).unwrap();
+        assert_eq!(take.unreadable.len(), 1);
+        assert_eq!(take.rows.len(), 1);
+        store.finish_feed(&take.ids()).unwrap();
+        assert!(store.take_feed(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_status_goes_to_the_partition_of_its_resident() {
+        let (_dir, mut store) = temp_store();
+        let r1 = ResidentId::new("r-1").unwrap();
+        store
+            .commit_batch(&Batch {
+                statuses: vec![StatusUpdate {
+                    device_id: DeviceId::new("gw-1").unwrap(),
+                    resident_id: Some(r1.clone()),
+                    status: DeviceStatus {
+                        online: false,
+                        battery_pct: Some(50),
+                        rssi_dbm: None,
+                        firmware: None,
+                    },
+                    received_at: at(3),
+                }],
+                ..Batch::default()
+            })
+            .unwrap();
+        let partition: i64 = store
+            .conn
+            .query_row("SELECT partition FROM alerting_feed", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(partition, i64::from(partition_of(&r1)));
+        let take = store.take_feed(10).unwrap();
+        let status = &take.rows[0].facts.statuses[0];
+        assert!(!status.status.online);
+        assert_eq!(status.received_at, at(3));
+    }
+}

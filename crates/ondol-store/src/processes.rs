@@ -281,3 +281,96 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::tests::{at, temp_store};
+
+    fn elsewhere(name: &str) -> ProcessId {
+        ProcessId {
+            name: name.to_owned(),
+            host: "other-host".to_owned(),
+            pid: 4242,
+            instance: "b".to_owned(),
+        }
+    }
+
+    const LEASE: Duration = Duration::from_secs(15);
+
+    #[test]
+    fn one_alerting_process_per_store_until_its_lease_expires() {
+        let (_dir, mut store) = temp_store();
+        let first = elsewhere("alerting");
+        let mut second = ProcessId::this("alerting");
+        assert_eq!(
+            store.claim_alerting(&first, at(0), LEASE).unwrap(),
+            AlertingClaim::Held
+        );
+        // Another process while the lease is fresh: refused, naming the holder.
+        match store.claim_alerting(&second, at(10), LEASE).unwrap() {
+            AlertingClaim::HeldBy { holder, .. } => {
+                assert_eq!(holder, "alerting (pid 4242 on other-host)");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(store.renew_alerting(&first, at(10)).unwrap());
+        assert!(matches!(
+            store.claim_alerting(&second, at(20), LEASE).unwrap(),
+            AlertingClaim::HeldBy { .. }
+        ));
+        // The holder stops renewing (its host died): taken after the lease.
+        assert_eq!(
+            store.claim_alerting(&second, at(26), LEASE).unwrap(),
+            AlertingClaim::Held
+        );
+        // The old holder, back from a freeze, learns it lost the lease.
+        assert!(!store.renew_alerting(&first, at(27)).unwrap());
+        // A clean stop frees it at once.
+        store.release_alerting(&second).unwrap();
+        assert_eq!(
+            store.claim_alerting(&first, at(28), LEASE).unwrap(),
+            AlertingClaim::Held
+        );
+        // On the holder's own host, a holder whose pid is gone is dead.
+        let mut dead = ProcessId::this("alerting");
+        dead.pid = u32::MAX - 1;
+        dead.instance = "dead".to_owned();
+        store.release_alerting(&first).unwrap();
+        assert_eq!(
+            store.claim_alerting(&dead, at(30), LEASE).unwrap(),
+            AlertingClaim::Held
+        );
+        second.instance = "restarted".to_owned();
+        assert_eq!(
+            store.claim_alerting(&second, at(31), LEASE).unwrap(),
+            AlertingClaim::Held
+        );
+    }
+
+    #[test]
+    fn worker_heartbeats_carry_their_conditions() {
+        let (_dir, store) = temp_store();
+        let worker = elsewhere("worker-a");
+        let outage = SystemOutage {
+            cause: OutageCause::BrokerUnreachable,
+            since: at(1),
+            detail: "cannot reach the broker".to_owned(),
+        };
+        store
+            .beat_ingest_worker(&worker, at(2), &[outage.clone()])
+            .unwrap();
+        store
+            .beat_ingest_worker(&elsewhere("worker-b"), at(1), &[])
+            .unwrap();
+        let workers = store.ingest_workers().unwrap();
+        assert_eq!(workers.len(), 2);
+        assert_eq!(workers[0].worker, "worker-a");
+        assert_eq!(workers[0].heartbeat, at(2));
+        assert_eq!(workers[0].conditions, vec![outage]);
+        store.beat_ingest_worker(&worker, at(3), &[]).unwrap();
+        assert!(store.ingest_workers().unwrap()[0].conditions.is_empty());
+    }
+}

@@ -66,7 +66,7 @@ fn roster(text: &str) -> Roster {
     }
 }
 
-fn temp_store() -> (tempfile::TempDir, Store) {
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("data/ondol.db")).expect("open store");
     (dir, store)
@@ -83,12 +83,12 @@ fn rid(s: &str) -> ResidentId {
 /// 2026-11-27 00:00:00 UTC = 09:00 in Seoul.
 const BASE_S: i64 = 1_795_737_600;
 
-fn at(seconds_after_base: i64) -> Timestamp {
+pub(crate) fn at(seconds_after_base: i64) -> Timestamp {
     Timestamp::from_second(BASE_S + seconds_after_base).unwrap()
 }
 
 /// A reading of `device` (bound to `resident` in Seoul time) at `ts`.
-fn new_reading(
+pub(crate) fn new_reading(
     device: &str,
     resident: &str,
     value: ReadingValue,

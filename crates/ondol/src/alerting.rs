@@ -650,4 +650,93 @@ mod tests {
             assert_eq!(source.hides_residents(), source != OutageSource::Timeseries);
         }
     }
+
+    fn beat(
+        worker: &str,
+        age_s: i64,
+        causes: &[OutageCause],
+    ) -> ondol_store::processes::WorkerBeat {
+        let now = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+        ondol_store::processes::WorkerBeat {
+            worker: worker.to_owned(),
+            host: "h".to_owned(),
+            pid: 1,
+            heartbeat: now - jiff::SignedDuration::from_secs(age_s),
+            conditions: causes
+                .iter()
+                .map(|&cause| SystemOutage {
+                    cause,
+                    since: now,
+                    detail: cause.as_str().to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    fn outages(
+        workers: &[ondol_store::processes::WorkerBeat],
+        running_s: u64,
+    ) -> Vec<OutageSource> {
+        let now = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+        outages_of_workers(
+            workers,
+            now,
+            Duration::from_secs(15),
+            Duration::from_secs(running_s),
+        )
+        .into_keys()
+        .collect()
+    }
+
+    #[test]
+    fn a_worker_left_without_messages_or_broker_is_no_outage_while_another_works() {
+        let one_blind = [
+            beat(
+                "a",
+                1,
+                &[OutageCause::NoMessages, OutageCause::BrokerUnreachable],
+            ),
+            beat("b", 1, &[]),
+        ];
+        assert_eq!(outages(&one_blind, 60), vec![]);
+        let both_blind = [
+            beat("a", 1, &[OutageCause::BrokerUnreachable]),
+            beat("b", 2, &[OutageCause::BrokerUnreachable]),
+            // Dead for long: not asked.
+            beat("c", 600, &[]),
+        ];
+        assert_eq!(outages(&both_blind, 60), vec![OutageSource::Broker]);
+    }
+
+    #[test]
+    fn a_worker_whose_share_is_stuck_is_an_outage_alone() {
+        let stuck = [
+            beat(
+                "a",
+                1,
+                &[OutageCause::StoreUnwritable, OutageCause::IngestStalled],
+            ),
+            beat("b", 1, &[]),
+        ];
+        assert_eq!(
+            outages(&stuck, 60),
+            vec![OutageSource::Store, OutageSource::IngestStalled]
+        );
+    }
+
+    #[test]
+    fn no_worker_heard_from_is_ingest_down_once_alerting_has_run_long_enough() {
+        let gone = [beat("a", 16, &[]), beat("b", 40, &[])];
+        assert_eq!(outages(&gone, 60), vec![OutageSource::IngestDown]);
+        // Just started: workers beside it may not have beaten yet.
+        assert_eq!(outages(&gone, 5), vec![]);
+        assert_eq!(outages(&[], 60), vec![OutageSource::IngestDown]);
+        let detail = outages_of_workers(
+            &gone,
+            jiff::Timestamp::from_second(1_800_000_000).expect("time"),
+            Duration::from_secs(15),
+            Duration::from_secs(60),
+        );
+        assert!(detail[&OutageSource::IngestDown].contains("last heard: a on h"));
+    }
 }

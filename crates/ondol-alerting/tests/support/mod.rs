@@ -1,6 +1,7 @@
-//! A store on disk, a roster, a manual clock and an engine, driven like
-//! ingest drives it: readings are committed to the store first, then handed
-//! to the engine.
+//! A store on disk, a roster, a manual clock and an engine, driven as a
+//! deployment drives it: readings are committed to the store (by another
+//! connection, as ingest in another process would), and the engine takes
+//! them from the store's alerting feed.
 
 #![allow(dead_code)]
 
@@ -126,6 +127,11 @@ impl Harness {
         )
         .expect("engine starts");
         self.engine = Some(engine);
+    }
+
+    /// Stops the engine (a crash: nothing more is applied).
+    pub fn stop(&mut self) {
+        self.engine = None;
     }
 
     pub fn engine(&mut self) -> &mut Engine {
