@@ -79,7 +79,13 @@ fn docker_compose_matches_the_configuration_keys_and_roles() {
     let docs = YamlLoader::load_from_str(&text).expect("docker-compose.yml is YAML");
     let doc = merged(&docs[0]);
     let services = doc["services"].as_hash().expect("services");
-    for name in ["influxdb", "mosquitto", "ingest-1", "ingest-2"] {
+    for name in [
+        "influxdb",
+        "mosquitto",
+        "ingest-1",
+        "ingest-2",
+        "alerting-api",
+    ] {
         assert!(
             services.contains_key(&Yaml::String(name.into())),
             "service {name} missing"
@@ -96,6 +102,8 @@ fn docker_compose_matches_the_configuration_keys_and_roles() {
 
     let mut client_ids = Vec::new();
     let mut ondol_services = 0;
+    let mut workers = 0;
+    let mut alerting_services = Vec::new();
     for (name, service) in services {
         if service["build"].is_badvalue() {
             continue;
@@ -119,9 +127,51 @@ fn docker_compose_matches_the_configuration_keys_and_roles() {
             .collect();
         ondol::cli::Cli::try_parse_from(std::iter::once("ondol".to_owned()).chain(command.clone()))
             .unwrap_or_else(|e| panic!("service {name}: command {command:?}: {e}"));
+        let roles = command
+            .iter()
+            .skip_while(|a| *a != "--role")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name} names its roles"))
+            .split(',')
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        if roles.iter().any(|r| r == "alerting") {
+            alerting_services.push(name.to_owned());
+            assert!(
+                roles.iter().any(|r| r == "api"),
+                "{name} serves the API beside alerting"
+            );
+            assert!(
+                service["ports"]
+                    .as_vec()
+                    .is_some_and(|ports| ports.iter().any(|p| p.as_str() == Some("8080:8080"))),
+                "{name} publishes the API's port"
+            );
+            let admin = ondol::roster::read(&repo_file("config/registry.toml"))
+                .expect("registry")
+                .staff
+                .into_iter()
+                .find(|s| s.role == ondol_model::roster::StaffRole::Admin)
+                .and_then(|s| s.token_env)
+                .expect("an admin with a token variable");
+            assert!(
+                env.contains_key(&admin),
+                "{name} passes the admin's token {admin}"
+            );
+        } else {
+            assert_eq!(roles, ["ingest"], "{name} runs an ingest worker");
+            workers += 1;
+        }
+        assert_eq!(
+            config.http.listen.to_string(),
+            "0.0.0.0:8080",
+            "{name} answers health checks and metrics inside the network"
+        );
         assert!(
-            command.iter().any(|a| a == "ingest"),
-            "{name} runs an ingest worker"
+            service["volumes"].as_vec().is_some_and(|v| v
+                .iter()
+                .any(|v| v.as_str().is_some_and(|v| v.starts_with("ondol-data:")))),
+            "{name} shares the store's volume"
         );
         assert!(
             config.ingest.broker.to_string().starts_with("mqtt://"),
@@ -149,9 +199,15 @@ fn docker_compose_matches_the_configuration_keys_and_roles() {
         );
         client_ids.push(config.ingest.client_id.clone());
     }
-    assert_eq!(ondol_services, 2, "two ingest workers");
+    assert_eq!(
+        ondol_services, 3,
+        "two ingest workers and alerting with the API"
+    );
+    assert_eq!(workers, 2, "two ingest workers");
+    assert_eq!(alerting_services.len(), 1, "one alerting process per store");
+    client_ids.sort();
     client_ids.dedup();
-    assert_eq!(client_ids.len(), 2, "each worker has its own client id");
+    assert_eq!(client_ids.len(), 3, "each process has its own client id");
 
     let mosquitto =
         std::fs::read_to_string(repo_file("deploy/mosquitto.conf")).expect("mosquitto.conf");

@@ -319,7 +319,8 @@ pub fn check_staff_tokens(
         let Some(var) = staff.token_env.as_deref() else {
             continue;
         };
-        let Some(token) = env(var) else {
+        // Empty is unset (docker compose passes `${VAR:-}` as empty).
+        let Some(token) = env(var).filter(|t| !t.trim().is_empty()) else {
             continue;
         };
         let token = token.trim().to_owned();
