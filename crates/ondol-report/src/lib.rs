@@ -2,12 +2,14 @@
 //! resident-day rollups and the roster, never from raw readings.
 //!
 //! [`compute`] is a pure function over rows; [`output`] renders the result
-//! as CSV, JSON or a self-contained HTML page ([`html`]); [`pseudonym`] turns resident ids into keyed pseudonyms;
+//! as CSV, JSON or a self-contained HTML page ([`html`], its figures
+//! formatted for people by [`format`]); [`pseudonym`] turns resident ids into keyed pseudonyms;
 //! [`fhir`] renders a resident's vital signs as a FHIR R4 Bundle for clinicians.
 //! Definitions: docs/REPORTS.md.
 
 pub mod definitions;
 pub mod fhir;
+pub mod format;
 pub mod html;
 pub mod metrics;
 pub mod output;

@@ -700,20 +700,102 @@ fn the_html_report_is_self_contained_with_charts_tables_and_definitions() {
     assert!(!page.contains("src="));
     assert!(!page.contains("href="));
     // Six charts: three ratios over time, alerts by rule, outcomes,
-    // time to acknowledge.
-    assert_eq!(page.matches("<svg ").count(), 6);
-    assert!(page.contains("false-alarm share 0.500"));
+    // time to acknowledge; and a sparkline per summary figure.
+    assert_eq!(page.matches("<figure><figcaption>").count(), 6);
+    assert_eq!(page.matches("<svg ").count(), 6 + 11);
+    assert!(page.contains("false-alarm share 50.0%"));
     // Every definition is printed.
     for (term, _) in ondol_report::definitions::DEFINITIONS {
         assert!(page.contains(&html::escape(term)), "{term}");
     }
-    // alentejo's three cells are marked, not zero.
+    // alentejo's three cells are marked, not zero, in each of the four
+    // tables of figures.
     assert_eq!(
-        page.matches("suppressed (fewer than 5 residents)").count(),
-        3
+        page.matches(r#"<td class="suppressed" colspan="#).count(),
+        3 * 4
     );
-    // The hand-computed whole-range figures appear in the table.
-    assert!(page.contains(&format!("<td>{}</td>", 9.0 / 75.0)));
+    assert!(page.contains("suppressed: fewer than 5 residents"));
+    // Figures are for people: no raw float anywhere, full precision stays
+    // in CSV and JSON.
+    assert!(!page.contains(&(9.0_f64 / 75.0).to_string()));
+    assert!(output::cells_csv(&report).contains(&(9.0_f64 / 75.0).to_string()));
+    assert!(!page.contains("NaN"));
+}
+
+/// The text of the summary row named `label`, tags dropped.
+fn summary_row(page: &str, label: &str) -> String {
+    let start = page
+        .find(&format!(r#"<tr><th scope="row">{label}<"#))
+        .unwrap_or_else(|| panic!("no summary row {label}"));
+    let row = &page[start..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    // Tags out, sparklines' titles too.
+    let mut text = String::new();
+    let mut depth = 0;
+    let mut in_title = false;
+    for part in row.split_inclusive(['<', '>']) {
+        if part.ends_with('<') {
+            if depth == 0 && !in_title {
+                text.push_str(part.trim_end_matches('<'));
+                text.push(' ');
+            }
+            depth += 1;
+        } else {
+            depth -= 1;
+            in_title = part.starts_with("title") || (in_title && !part.starts_with("/title"));
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn the_html_summary_shows_the_whole_range_its_trend_and_the_region_spread() {
+    let (_dir, store, roster) = history();
+    let report = report(&store, &roster);
+    let page = html::render(&report);
+    let summary = page.find("Summary of the whole range").unwrap();
+    assert!(summary < page.find("<h2>Charts").unwrap());
+    assert!(page.contains("<strong>7</strong> residents in 2 regions were enrolled for <strong>75</strong> resident-days"));
+    // Whole range (all regions), W1 → W2, gangjin alone (alentejo withheld);
+    // every figure worked out in every_metric_matches_the_hand_computation.
+    for (label, expected) in [
+        ("Residents enrolled", "7 6 → 6 6 gangjin only"),
+        ("Resident-days enrolled", "75 34 → 41 61 gangjin only"),
+        // 9/75; 5/34 → 4/41; gangjin 7/61.
+        ("Active-day ratio", "12.0% 14.7% → 9.8% 11.5% gangjin only"),
+        // 56/1800; 51/816 → 5/984; 32/1464.
+        ("Data completeness", "3.1% 6.3% → 0.5% 2.2% gangjin only"),
+        // 4/61; 3/27 → 1/34; 3/47.
+        ("Check-in adherence", "6.6% 11.1% → 2.9% 6.4% gangjin only"),
+        // 6 alerts; 3/34 → 3/41; 5/61, per 100.
+        (
+            "Alerts per 100 resident-days",
+            "8.00 8.82 → 7.32 8.20 gangjin only",
+        ),
+        (
+            "Median time to acknowledge",
+            "1.0 min 1.0 min → 1.3 min 1.5 min gangjin only",
+        ),
+        (
+            "90th-percentile time to acknowledge",
+            "5.0 min 5.0 min → 2.0 min 5.0 min gangjin only",
+        ),
+        (
+            "False-alarm share",
+            "50.0% 0.0% → 100.0% 50.0% gangjin only",
+        ),
+        ("Satisfaction responses", "2 1 → 1 2 gangjin only"),
+        (
+            "Satisfaction mean",
+            "4.50 of 5 4.00 of 5 → 5.00 of 5 4.50 of 5 gangjin only",
+        ),
+    ] {
+        let row = summary_row(&page, label);
+        assert!(row.ends_with(expected), "{label}: {row:?}");
+    }
+    // Which periods the trend compares and which region the spread leaves out.
+    assert!(page.contains("the first period (week of 2026-03-23) → the last (week of 2026-03-30)"));
+    assert!(page.contains("leaving out alentejo (suppressed: fewer than 5 residents)"));
 }
 
 #[test]
