@@ -360,7 +360,7 @@ mod tests {
             detail: "cannot reach the broker".to_owned(),
         };
         store
-            .beat_ingest_worker(&worker, at(2), &[outage.clone()])
+            .beat_ingest_worker(&worker, at(2), std::slice::from_ref(&outage))
             .unwrap();
         store
             .beat_ingest_worker(&elsewhere("worker-b"), at(1), &[])
