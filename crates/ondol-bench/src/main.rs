@@ -138,8 +138,13 @@ async fn run_mode(args: &Args, spec: &LoadSpec, mode: BrokerMode) -> anyhow::Res
     let mut server = ServerUnderTest::start(&ondol, mode, &load::roster_toml(spec.devices)).await?;
     let outcome = load::run("127.0.0.1", server.device_port(), spec, Some(&server)).await?;
     let usage = outcome.server_usage;
+    // Alerting takes the last rows within its poll; then read its lag.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let lag = server.alerting_lag().await;
     let stored = server.stop_and_count_readings().await?;
-    Ok(RunResult::new(mode, spec, &outcome, usage, Some(stored)))
+    let mut result = RunResult::new(mode, spec, &outcome, usage, Some(stored));
+    result.alerting_lag = lag;
+    Ok(result)
 }
 
 #[allow(clippy::print_stdout)]

@@ -42,6 +42,68 @@ pub struct RunResult {
     pub load_average: Option<[f64; 3]>,
     /// The server's memory over a soak (`--soak`), oldest first.
     pub rss_samples: Vec<RssSample>,
+    /// From a batch's commit to alerting applying it (the alerting
+    /// process's own histogram), when the server answers.
+    pub alerting_lag: Option<Lag>,
+}
+
+/// Quantiles of a Prometheus histogram, interpolated within its buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Lag {
+    /// Observations (feed rows applied).
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Lag {
+    /// Reads histogram `metric` (seconds) from a `/metrics` page.
+    pub fn from_prometheus(text: &str, metric: &str) -> Option<Lag> {
+        let bucket_prefix = format!("{metric}_bucket{{le=\"");
+        let mut buckets: Vec<(f64, u64)> = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(&bucket_prefix) else {
+                continue;
+            };
+            let (bound, count) = rest.split_once("\"}")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            buckets.push((bound, count.trim().parse().ok()?));
+        }
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let count = buckets.last()?.1;
+        if count == 0 {
+            return None;
+        }
+        let quantile = |q: f64| {
+            let want = q * count as f64;
+            let mut lower = (0.0, 0_u64);
+            for &(bound, cumulative) in &buckets {
+                if cumulative as f64 >= want {
+                    if bound.is_infinite() {
+                        return lower.0 * 1000.0;
+                    }
+                    let inside = (cumulative - lower.1) as f64;
+                    let share = if inside > 0.0 {
+                        (want - lower.1 as f64) / inside
+                    } else {
+                        1.0
+                    };
+                    return (lower.0 + (bound - lower.0) * share) * 1000.0;
+                }
+                lower = (bound, cumulative);
+            }
+            lower.0 * 1000.0
+        };
+        Some(Lag {
+            count,
+            p50_ms: quantile(0.5),
+            p99_ms: quantile(0.99),
+        })
+    }
 }
 
 impl RunResult {
@@ -82,6 +144,7 @@ impl RunResult {
             stored,
             load_average: outcome.load_average,
             rss_samples: outcome.rss_samples.clone(),
+            alerting_lag: None,
         }
     }
 }
@@ -119,6 +182,18 @@ pub fn table(results: &[RunResult]) -> String {
             opt(r.load_average.map(|l| l[0]), 2),
         );
     }
+    for r in results {
+        if let Some(lag) = r.alerting_lag {
+            let _ = writeln!(
+                out,
+                "{:<10} commit-to-alerting lag: p50 {:.1} ms, p99 {:.1} ms over {} feed rows",
+                r.mode.name(),
+                lag.p50_ms,
+                lag.p99_ms,
+                lag.count
+            );
+        }
+    }
     for r in results.iter().filter(|r| !r.rss_samples.is_empty()) {
         let _ = writeln!(
             out,
@@ -136,4 +211,19 @@ pub fn table(results: &[RunResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_interpolated_within_buckets() {
+        let text = "x_bucket{le=\"0.001\"} 0\nx_bucket{le=\"0.01\"} 50\nx_bucket{le=\"0.1\"} 100\nx_bucket{le=\"+Inf\"} 100\nx_sum 1\nx_count 100\n";
+        let lag = Lag::from_prometheus(text, "x").expect("a histogram");
+        assert_eq!(lag.count, 100);
+        assert!((lag.p50_ms - 10.0).abs() < 1e-9, "{lag:?}");
+        assert!((lag.p99_ms - 98.2).abs() < 1e-9, "{lag:?}");
+        assert_eq!(Lag::from_prometheus("nothing", "x"), None);
+    }
 }

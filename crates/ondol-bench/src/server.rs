@@ -23,6 +23,9 @@ pub enum BrokerMode {
     /// VictoriaMetrics (Debian package `victoria-metrics`), dedupe keys and
     /// rollups in SQLite.
     Influxdb,
+    /// Mosquitto, two `--role ingest` workers in one share group and one
+    /// `--role alerting` process, meeting through the store.
+    Split,
 }
 
 impl BrokerMode {
@@ -31,6 +34,7 @@ impl BrokerMode {
             BrokerMode::Embedded => "embedded",
             BrokerMode::Mosquitto => "mosquitto",
             BrokerMode::Influxdb => "influxdb",
+            BrokerMode::Split => "split",
         }
     }
 }
@@ -46,7 +50,8 @@ pub struct Usage {
 
 pub struct ServerUnderTest {
     dir: tempfile::TempDir,
-    ondol: Option<Child>,
+    /// The ondol processes: (name, process); their logs are `<name>.log`.
+    ondol: Vec<(String, Child)>,
     mosquitto: Option<Child>,
     /// VictoriaMetrics and its HTTP port (influxdb mode).
     victoria: Option<(Child, u16)>,
@@ -65,7 +70,7 @@ impl ServerUnderTest {
         let ondol_port = free_port()?;
         let mut server = ServerUnderTest {
             dir,
-            ondol: None,
+            ondol: Vec::new(),
             mosquitto: None,
             victoria: None,
             device_port: ondol_port,
@@ -82,7 +87,7 @@ impl ServerUnderTest {
                 );
                 "broker = \"embedded\"".to_owned()
             }
-            BrokerMode::Mosquitto => {
+            BrokerMode::Mosquitto | BrokerMode::Split => {
                 let port = free_port()?;
                 server.mosquitto = Some(start_mosquitto(server.dir.path(), port)?);
                 wait_for_port(port)
@@ -92,18 +97,41 @@ impl ServerUnderTest {
                 format!("broker = \"mqtt://127.0.0.1:{port}\"")
             }
         };
-        let config = format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{ondol_port}\"\n# Bench devices have no secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n# The per-device rate limit is a policy, not a capacity: off for the bench.\ndevice_max_messages_per_minute = 1e12\ndevice_max_burst_messages = 1e12\n[log]\nfilter = \"warn,ondol::server=info\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sink_section}",
-            data = server.dir.path().join("data"),
-            roster = server.dir.path().join("registry.toml"),
-        );
-        let config_path = server.dir.path().join("ondol.toml");
-        std::fs::write(&config_path, config)?;
-        let log = std::fs::File::create(server.dir.path().join("ondol.log"))?;
-        server.ondol = Some(
-            Command::new(binary)
-                .arg("run")
-                .arg("--config")
+        // One process with every role, or the split: two workers and
+        // alerting, each with its own client id.
+        let processes: Vec<(&str, &str, &str)> = if mode == BrokerMode::Split {
+            vec![
+                (
+                    "worker-1",
+                    "ingest",
+                    "client_id = \"bench-1\"\nshare_group = \"bench\"",
+                ),
+                (
+                    "worker-2",
+                    "ingest",
+                    "client_id = \"bench-2\"\nshare_group = \"bench\"",
+                ),
+                ("alerting", "alerting", "client_id = \"bench-alerting\""),
+            ]
+        } else {
+            vec![("ondol", "all", "")]
+        };
+        for (name, role, ingest_extra) in processes {
+            let mqtt_port = if name == "ondol" {
+                ondol_port
+            } else {
+                free_port()?
+            };
+            let config = format!(
+                "[mqtt]\nlisten = \"127.0.0.1:{mqtt_port}\"\n# Bench devices have no secrets.\nallow_anonymous = true\n[storage]\ndata_dir = {data:?}\n[registry]\nfile = {roster:?}\n[ingest]\n{broker_line}\n{ingest_extra}\n# The per-device rate limit is a policy, not a capacity: off for the bench.\ndevice_max_messages_per_minute = 1e12\ndevice_max_burst_messages = 1e12\n[log]\nfilter = \"warn,ondol::server=info\"\n[http]\nlisten = \"127.0.0.1:0\"\n{sink_section}",
+                data = server.dir.path().join("data"),
+                roster = server.dir.path().join("registry.toml"),
+            );
+            let config_path = server.dir.path().join(format!("{name}.toml"));
+            std::fs::write(&config_path, config)?;
+            let log = std::fs::File::create(server.dir.path().join(format!("{name}.log")))?;
+            let child = Command::new(binary)
+                .args(["run", "--role", role, "--config"])
                 .arg(&config_path)
                 // VictoriaMetrics ignores the token; the sink wants one.
                 .env("ONDOL_INFLUXDB_TOKEN", "bench")
@@ -111,20 +139,21 @@ impl ServerUnderTest {
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()
-                .with_context(|| format!("cannot start {}", binary.display()))?,
-        );
-        // "ondol ready" is logged once ingest is running (and, with the
-        // embedded broker, once devices can connect).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !server.log().contains("ondol ready") {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "ondol did not start:\n{}",
-                server.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+                .with_context(|| format!("cannot start {}", binary.display()))?;
+            server.ondol.push((name.to_owned(), child));
+            // "ondol ready" is logged once its parts run (and, with the
+            // embedded broker, once devices can connect).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !server.log(name).contains("ondol ready") {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "ondol ({name}) did not start:\n{}",
+                    server.log(name)
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        if mode == BrokerMode::Mosquitto {
+        if matches!(mode, BrokerMode::Mosquitto | BrokerMode::Split) {
             // Ingest subscribes to Mosquitto on its first CONNACK, just
             // after "ready"; no reading may be published before that.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -136,21 +165,44 @@ impl ServerUnderTest {
         self.device_port
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("ondol.log")).unwrap_or_default()
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The commit-to-alerting lag the process running alerting measured
+    /// (its `/metrics` histogram), if it answers.
+    pub async fn alerting_lag(&self) -> Option<crate::report::Lag> {
+        let name = self
+            .ondol
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .find(|name| *name == "ondol" || *name == "alerting")?;
+        let log = self.log(name);
+        let line = log.lines().rfind(|l| l.contains("ondol ready"))?;
+        let addr = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("http="))?;
+        let text = http_client()
+            .ok()?
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        crate::report::Lag::from_prometheus(&text, "ondol_alerting_feed_lag_seconds")
     }
 
     /// The measured processes: ondol and the broker or sink server it uses.
     fn pids(&self) -> Vec<u32> {
-        [
-            self.ondol.as_ref(),
-            self.mosquitto.as_ref(),
-            self.victoria.as_ref().map(|(child, _)| child),
-        ]
-        .into_iter()
-        .flatten()
-        .map(Child::id)
-        .collect()
+        self.ondol
+            .iter()
+            .map(|(_, child)| child)
+            .chain(self.mosquitto.as_ref())
+            .chain(self.victoria.as_ref().map(|(child, _)| child))
+            .map(Child::id)
+            .collect()
     }
 
     /// CPU and peak memory of ondol (and Mosquitto or VictoriaMetrics, when
@@ -176,14 +228,14 @@ impl ServerUnderTest {
 
     /// Stops ondol gracefully and counts the readings it stored.
     pub async fn stop_and_count_readings(&mut self) -> anyhow::Result<u64> {
-        if let Some(mut child) = self.ondol.take() {
+        for (name, mut child) in std::mem::take(&mut self.ondol) {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(child.id().to_string())
                 .status();
             let deadline = Instant::now() + Duration::from_secs(60);
             while child.try_wait()?.is_none() {
-                anyhow::ensure!(Instant::now() < deadline, "ondol did not stop");
+                anyhow::ensure!(Instant::now() < deadline, "ondol ({name}) did not stop");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -205,13 +257,12 @@ impl ServerUnderTest {
 
 impl Drop for ServerUnderTest {
     fn drop(&mut self) {
-        for child in [
-            self.ondol.as_mut(),
-            self.mosquitto.as_mut(),
-            self.victoria.as_mut().map(|(child, _)| child),
-        ]
-        .into_iter()
-        .flatten()
+        for child in self
+            .ondol
+            .iter_mut()
+            .map(|(_, child)| child)
+            .chain(self.mosquitto.as_mut())
+            .chain(self.victoria.as_mut().map(|(child, _)| child))
         {
             let _ = child.kill();
             let _ = child.wait();

@@ -78,13 +78,20 @@ struct StoredCondition {
 }
 
 /// Whether a process on this host with `pid` is running (Linux: its
-/// `/proc` entry exists). Elsewhere nothing is known: assumed running, so
-/// only the lease's expiry frees it.
+/// `/proc` entry exists and is not a zombie, which a killed process stays
+/// until its parent reaps it). Elsewhere nothing is known: assumed
+/// running, so only the lease's expiry frees it.
 fn running_here(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 

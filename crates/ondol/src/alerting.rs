@@ -31,6 +31,8 @@ use crate::config::Config;
 const INPUT_CAPACITY: usize = 256;
 /// How long the alerting lease lasts without renewal; renewed every third.
 const LEASE: Duration = Duration::from_secs(15);
+/// How often a process waiting for the lease asks again.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 /// Alerting while it runs.
 #[derive(Debug)]
@@ -187,26 +189,37 @@ pub async fn start(
     }))
 }
 
-/// Takes the store's alerting lease for `me`, or says who holds it.
+/// Takes the store's alerting lease for `me`. While another process holds
+/// it, waits for as long as a lease lasts (a restart right after a crash
+/// on another host finds the dead holder's lease still fresh), then says
+/// who holds it.
 async fn claim_lease(database: &std::path::Path, me: &ProcessId) -> anyhow::Result<()> {
-    let (database, me) = (database.to_path_buf(), me.clone());
-    let claim = tokio::task::spawn_blocking(move || {
-        Store::open(&database)?.claim_alerting(&me, jiff::Timestamp::now(), LEASE)
-    })
-    .await?
-    .context("alerting cannot claim its lease in the store")?;
-    match claim {
-        AlertingClaim::Held => Ok(()),
-        AlertingClaim::HeldBy {
-            holder,
-            since,
-            renewed,
-        } => anyhow::bail!(
-            "another alerting process runs against this store: {holder}, since {since} (lease renewed {renewed}). \
-             Only one alerting process per store may run: stop this one, or stop that one first \
-             (if it died on another host, its lease expires {} s after its last renewal)",
-            LEASE.as_secs()
-        ),
+    let waited = std::time::Instant::now();
+    loop {
+        let (db, who) = (database.to_path_buf(), me.clone());
+        let claim = tokio::task::spawn_blocking(move || {
+            Store::open(&db)?.claim_alerting(&who, jiff::Timestamp::now(), LEASE)
+        })
+        .await?
+        .context("alerting cannot claim its lease in the store")?;
+        let (holder, since, renewed) = match claim {
+            AlertingClaim::Held => return Ok(()),
+            AlertingClaim::HeldBy {
+                holder,
+                since,
+                renewed,
+            } => (holder, since, renewed),
+        };
+        if waited.elapsed() > LEASE + LEASE_CHECK {
+            anyhow::bail!(
+                "another alerting process runs against this store: {holder}, since {since} (lease renewed {renewed}). \
+                 Only one alerting process per store may run: stop this one, or stop that one first"
+            );
+        }
+        if waited.elapsed() < LEASE_CHECK {
+            tracing::warn!(holder = %holder, "another process holds the alerting lease; waiting up to {} s for it to end", LEASE.as_secs());
+        }
+        tokio::time::sleep(LEASE_CHECK).await;
     }
 }
 

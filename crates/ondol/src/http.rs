@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use ondol_api::{ApiParts, ApiState, ReadingsBackend, Tokens};
 use ondol_model::SystemClock;
 use ondol_model::roster::Roster;
@@ -26,6 +26,11 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Histogram buckets in seconds (HTTP answers, batch commits).
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Commit-to-alerting lag buckets in seconds: finer where it should be.
+const LAG_BUCKETS: [f64; 14] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 30.0,
 ];
 
 /// The running HTTP server.
@@ -45,6 +50,12 @@ fn recorder() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let installed = PrometheusBuilder::new()
                 .set_buckets(&BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(ondol_alerting::FEED_LAG_SECONDS.to_owned()),
+                        &LAG_BUCKETS,
+                    )
+                })
                 .and_then(PrometheusBuilder::install_recorder);
             match installed {
                 Ok(handle) => {
