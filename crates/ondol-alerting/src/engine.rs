@@ -27,7 +27,8 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
-use ondol_model::alert::{AlertEvent, AlertStatus, Outcome, Rule, Severity};
+pub use ondol_model::alert::OutageSource;
+use ondol_model::alert::{AlertEvent, AlertStatus, Cause, Outcome, Rule, Severity, Subject};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
 use ondol_model::roster::{Device, Resident, Roster, StaffRole};
 use ondol_model::{Clock, DeviceId, ResidentId, StaffId};
@@ -39,59 +40,6 @@ use crate::error::AlertingError;
 use crate::notification::{self, Audience};
 use crate::pacemaker::Stall;
 use crate::schedule;
-
-/// Why Ondol itself cannot see (or keep) what devices send: each source
-/// of an outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OutageSource {
-    /// The MQTT broker does not answer (the embedded router's probe, or
-    /// ingest cannot reconnect to the external broker).
-    Broker,
-    /// A large share of devices went silent together.
-    MassSilence,
-    /// No device message at all arrived for a while (ingest's watchdog).
-    NoMessages,
-    /// The operational store refuses ingest's commits.
-    Store,
-    /// The external time-series sink (InfluxDB) refuses or does not answer;
-    /// readings are spooled on disk and still reach alerting.
-    Timeseries,
-    /// Alerting itself did not run (a frozen process, a starved host, a
-    /// wall clock jump; see [`crate::pacemaker`]). Momentary: it ends as it
-    /// is found, and the grace period holds what came due in the gap.
-    Stalled,
-    /// Ingest holds messages older than `ingest.stall_after` (a stuck
-    /// commit, a locked store): alerting would decide on stale data.
-    IngestStalled,
-    /// No ingest worker has been heard from (alerting in its own process
-    /// reads their heartbeats in the store): nothing devices send is
-    /// being committed.
-    IngestDown,
-}
-
-impl OutageSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutageSource::Broker => "broker_unreachable",
-            OutageSource::MassSilence => "mass_silence",
-            OutageSource::NoMessages => "no_messages",
-            OutageSource::Store => "store_unwritable",
-            OutageSource::Timeseries => "timeseries_unreachable",
-            OutageSource::Stalled => "stalled",
-            OutageSource::IngestStalled => "ingest_stalled",
-            OutageSource::IngestDown => "ingest_down",
-        }
-    }
-
-    /// Whether this outage hides residents from alerting, so that alerts
-    /// caused by missing data must be held. A time-series sink outage does
-    /// not: readings are still committed to the store (and spooled for the
-    /// sink), so alerting sees everything and holding would only delay
-    /// real alerts. Supervisors are told either way.
-    pub fn hides_residents(self) -> bool {
-        !matches!(self, OutageSource::Timeseries)
-    }
-}
 
 /// A deadline. Indices point into `Engine::residents` / `Engine::devices`.
 ///
@@ -156,7 +104,7 @@ struct DeviceState {
     /// Since when the device counts as silent (`None`: heard recently).
     silent_since: Option<Timestamp>,
     /// Why: `silent` (past its cadence) or `will_offline`.
-    silent_cause: &'static str,
+    silent_cause: Cause,
 }
 
 /// Counts for logs and tests.
@@ -199,7 +147,7 @@ pub struct Engine {
     /// Woken whenever notifications were queued.
     outbox: Arc<Notify>,
     /// Check-in days evaluated in this tick, not yet recorded.
-    evaluated: Vec<(String, Date)>,
+    evaluated: Vec<(Subject, Date)>,
     /// Vital bands: per resident (`Some(index)`) or for everyone (`None`).
     bands: HashMap<(Option<u32>, ReadingType), Band>,
     /// Readings outside their band in a row, per resident and type.
@@ -241,15 +189,13 @@ fn after(at: Timestamp, by: Duration) -> Timestamp {
     at.saturating_add(by).unwrap_or(Timestamp::MAX)
 }
 
-fn resident_subject(id: &ResidentId) -> String {
-    format!("resident:{id}")
+fn resident_subject(id: &ResidentId) -> Subject {
+    Subject::Resident(id.clone())
 }
 
-fn device_subject(id: &DeviceId) -> String {
-    format!("device:{id}")
+fn device_subject(id: &DeviceId) -> Subject {
+    Subject::Device(id.clone())
 }
-
-const SYSTEM_SUBJECT: &str = "system";
 
 /// Supervisors with the region they oversee (`None`: every region).
 fn supervisors_of_roster(roster: &Roster) -> Vec<(Option<String>, StaffId)> {
@@ -373,7 +319,7 @@ impl Engine {
         let roster = store.load_roster()?;
         let supervisors = supervisors_of_roster(&roster);
         let binding_change = next_binding_change(&roster.devices, now);
-        let watch: HashMap<String, (Timestamp, Option<Date>)> = store
+        let watch: HashMap<Subject, (Timestamp, Option<Date>)> = store
             .watch_states()?
             .into_iter()
             .map(|(subject, since, evaluated)| (subject, (since, evaluated)))
@@ -439,7 +385,7 @@ impl Engine {
                 since,
                 last_heard: None,
                 silent_since: None,
-                silent_cause: "silent",
+                silent_cause: Cause::Silent,
             });
         }
         let mut will_offline = Vec::new();
@@ -453,8 +399,8 @@ impl Engine {
                 }
             }
         }
-        let subjects: Vec<(&str, Timestamp)> =
-            new_subjects.iter().map(|s| (s.as_str(), now)).collect();
+        let subjects: Vec<(Subject, Timestamp)> =
+            new_subjects.into_iter().map(|s| (s, now)).collect();
         store.start_watching(&subjects)?;
 
         let bands = build_bands(&config, &resident_index);
@@ -502,7 +448,7 @@ impl Engine {
             // The Will said offline: silent as of now (held like any other).
             engine.schedule(Timer::DeviceSilent(i), Some(now));
             if let Some(d) = engine.devices.get_mut(i as usize) {
-                d.silent_cause = "will_offline";
+                d.silent_cause = Cause::WillOffline;
             }
         }
         for alert in engine.store.unresolved_alerts()? {
@@ -773,9 +719,9 @@ impl Engine {
             };
             match new.reading.value {
                 ReadingValue::Checkin(CheckinValue::Help) => {
-                    self.help_request(r, new, "help", now)?;
+                    self.help_request(r, new, Cause::Help, now)?;
                 }
-                ReadingValue::Fall => self.help_request(r, new, "fall", now)?,
+                ReadingValue::Fall => self.help_request(r, new, Cause::Fall, now)?,
                 ReadingValue::Number(value)
                 | ReadingValue::BloodPressure {
                     systolic: value, ..
@@ -818,7 +764,7 @@ impl Engine {
             } else {
                 if let Some(device) = self.devices.get_mut(d as usize) {
                     device.last_heard = device.last_heard.max(Some(update.received_at));
-                    device.silent_cause = "will_offline";
+                    device.silent_cause = Cause::WillOffline;
                 }
                 self.schedule(Timer::DeviceSilent(d), Some(now));
             }
@@ -890,7 +836,7 @@ impl Engine {
     pub fn apply_roster(&mut self, roster: &Roster) -> Result<RosterChanges, AlertingError> {
         let now = self.clock.now();
         let mut changes = RosterChanges::default();
-        let mut rewatch: Vec<String> = Vec::new();
+        let mut rewatch: Vec<Subject> = Vec::new();
         self.supervisors = supervisors_of_roster(roster);
 
         let present: std::collections::HashSet<&ResidentId> =
@@ -979,7 +925,7 @@ impl Engine {
                         since: now,
                         last_heard: None,
                         silent_since: None,
-                        silent_cause: "silent",
+                        silent_cause: Cause::Silent,
                     });
                     self.device_index.insert(id.clone(), d);
                     self.attach_device(d, r);
@@ -996,7 +942,7 @@ impl Engine {
             next_binding_change(&roster.devices, now),
         );
 
-        let subjects: Vec<(&str, Timestamp)> = rewatch.iter().map(|s| (s.as_str(), now)).collect();
+        let subjects: Vec<(Subject, Timestamp)> = rewatch.into_iter().map(|s| (s, now)).collect();
         self.store.restart_watching(&subjects)?;
         self.record_evaluations()?;
         if !changes.is_empty() {
@@ -1076,7 +1022,7 @@ impl Engine {
         &mut self,
         r: u32,
         new: &NewReading,
-        cause: &'static str,
+        cause: Cause,
         now: Timestamp,
     ) -> Result<(), AlertingError> {
         let episode = format!("{}:{}", new.device_id, new.reading.ts.as_millisecond());
@@ -1095,7 +1041,7 @@ impl Engine {
                 &open,
                 AlertEvent::Repeated,
                 None,
-                Some(cause.to_owned()),
+                Some(cause.to_string()),
                 now,
             )?;
         }
@@ -1131,7 +1077,7 @@ impl Engine {
                     .store
                     .unresolved_alert(&resident_subject(&state.resident.id), Rule::VitalOutOfBand)?
                 && open.status == AlertStatus::Open
-                && open.cause.starts_with(kind.as_str())
+                && open.cause.vital() == Some(kind)
             {
                 self.clear(&open, now)?;
             }
@@ -1141,14 +1087,18 @@ impl Engine {
         if *run < band.consecutive {
             return Ok(());
         }
-        let cause = format!("{}_{}", kind.as_str(), if high { "high" } else { "low" });
+        let cause = if high {
+            Cause::VitalHigh(kind)
+        } else {
+            Cause::VitalLow(kind)
+        };
         let episode = format!("{}:{}", kind.as_str(), new.reading.ts.as_millisecond());
         self.raise(
             r,
             Rule::VitalOutOfBand,
             episode,
             Severity::Alarm,
-            &cause,
+            cause,
             Some(&new.device_id),
             now,
         )?;
@@ -1193,7 +1143,7 @@ impl Engine {
         let heard = device.last_heard.map_or(at, |last| last.max(at));
         device.last_heard = Some(heard);
         let was_silent = device.silent_since.take().is_some();
-        device.silent_cause = "silent";
+        device.silent_cause = Cause::Silent;
         let subject = device_subject(&device.id);
         self.schedule(
             Timer::DeviceSilent(d),
@@ -1230,9 +1180,9 @@ impl Engine {
         let id = resident.id.clone();
         if expected && !self.store.checkin_done(&id, day)? {
             let cause = if self.no_data(r) {
-                "no_data"
+                Cause::NoData
             } else {
-                "no_checkin"
+                Cause::NoCheckin
             };
             self.raise(
                 r,
@@ -1284,9 +1234,9 @@ impl Engine {
                 .copied()
                 .unwrap_or(Severity::Danger);
             let cause = if self.no_data(r) {
-                "no_data"
+                Cause::NoData
             } else {
-                "no_activity"
+                Cause::NoActivity
             };
             let episode = base.as_millisecond().to_string();
             match self.raise(r, Rule::Inactivity, episode, severity, cause, None, now)? {
@@ -1297,7 +1247,7 @@ impl Engine {
                         &open,
                         AlertEvent::Raised,
                         Some(severity),
-                        Some(cause.to_owned()),
+                        Some(cause.to_string()),
                         now,
                     )?;
                 }
@@ -1443,12 +1393,12 @@ impl Engine {
         if first && self.outage_alert.is_none() {
             let new = NewAlert {
                 rule: Rule::SystemOutage,
-                subject: SYSTEM_SUBJECT.into(),
+                subject: Subject::System,
                 resident_id: None,
                 device_id: None,
                 episode: now.as_millisecond().to_string(),
                 severity: Severity::Critical,
-                cause: source.as_str().into(),
+                cause: Cause::Outage(source),
                 detail: detail.map(str::to_owned),
                 local_date: None,
                 opened_at: now,
@@ -1501,7 +1451,7 @@ impl Engine {
         rule: Rule,
         episode: String,
         severity: Severity,
-        cause: &str,
+        cause: Cause,
         device: Option<&DeviceId>,
         now: Timestamp,
     ) -> Result<Raised, AlertingError> {
@@ -1520,7 +1470,7 @@ impl Engine {
             device_id: device.cloned(),
             episode,
             severity,
-            cause: cause.to_owned(),
+            cause,
             detail: None,
             local_date: Some(schedule::local_date(now, &resident.timezone)),
             opened_at: now,
@@ -1532,7 +1482,7 @@ impl Engine {
             notification::for_alert(row, AlertEvent::Opened, &audience, webhook)
         })?;
         if let Raised::New(row) = &raised {
-            tracing::warn!(alert = row.id, rule = %rule, severity = %severity, cause, resident = %resident.id, "alert opened");
+            tracing::warn!(alert = row.id, rule = %rule, severity = %severity, cause = %cause, resident = %resident.id, "alert opened");
             self.schedule(Timer::Escalate(row.id), row.next_escalation_at);
             self.outbox.notify_one();
         }

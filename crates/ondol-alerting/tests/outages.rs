@@ -67,7 +67,7 @@ fn overlapping_and_flapping_outages_of_several_parts_are_one_system_alert() {
 
     let system = h.alerts_of("system_outage");
     assert_eq!(system.len(), 1, "{system:?}");
-    assert_eq!(system[0].cause, "store_unwritable");
+    assert_eq!(system[0].cause.to_string(), "store_unwritable");
     assert_eq!(system[0].status, AlertStatus::Resolved);
     let sent = h.outbox("mqtt");
     let to_system: Vec<_> = sent
@@ -103,7 +103,7 @@ fn a_checkin_that_arrives_late_after_a_broker_outage_prevents_the_alert() {
     assert_eq!(resident_alerts(&h), Vec::<String>::new());
     let system = h.alerts_of("system_outage");
     assert_eq!(system.len(), 1);
-    assert_eq!(system[0].cause, "broker_unreachable");
+    assert_eq!(system[0].cause.to_string(), "broker_unreachable");
     assert_eq!(system[0].status, AlertStatus::Resolved);
 }
 
@@ -125,7 +125,7 @@ fn a_timeseries_outage_tells_supervisors_but_holds_no_resident_alert() {
     assert_eq!(missed[0].opened_at, ts("2026-11-27T01:00:00Z"));
     let system = h.alerts_of("system_outage");
     assert_eq!(system.len(), 1);
-    assert_eq!(system[0].cause, "timeseries_unreachable");
+    assert_eq!(system[0].cause.to_string(), "timeseries_unreachable");
     assert_eq!(system[0].status, AlertStatus::Open);
     // It ends: nothing was held, so no grace; the system alert closes.
     h.engine()

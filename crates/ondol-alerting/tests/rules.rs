@@ -32,7 +32,7 @@ fn missed_checkin_in_seoul_fires_at_the_local_deadline_and_notifies_the_casework
     assert_eq!(alerts.len(), 1);
     let alert = &alerts[0];
     assert_eq!(alert.status, AlertStatus::Open);
-    assert_eq!(alert.cause, "no_checkin");
+    assert_eq!(alert.cause.to_string(), "no_checkin");
     assert_eq!(alert.local_date.unwrap().to_string(), "2026-11-27");
     let sent = h.outbox("mqtt");
     assert_eq!(sent.len(), 1);
@@ -170,7 +170,7 @@ fn inactivity_tiers_raise_the_same_alert_and_notify_again() {
     let alerts = h.alerts_of("inactivity");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].severity, Severity::Caution);
-    assert_eq!(alerts[0].cause, "no_activity");
+    assert_eq!(alerts[0].cause.to_string(), "no_activity");
     h.at("2026-11-27T12:00:00Z");
     h.at("2026-11-28T00:00:00Z");
     let alerts = h.alerts_of("inactivity");
@@ -213,14 +213,14 @@ fn when_every_device_is_silent_the_cause_is_no_data() {
     h.run_until("2026-11-27T08:00:00Z", mins(10));
     let inactivity = h.alerts_of("inactivity");
     assert_eq!(inactivity.len(), 1);
-    assert_eq!(inactivity[0].cause, "no_data");
+    assert_eq!(inactivity[0].cause.to_string(), "no_data");
     // Each silent device is its own low-severity device problem.
     let offline = h.alerts_of("device_offline");
     assert_eq!(offline.len(), 2);
     assert!(
         offline
             .iter()
-            .all(|a| a.severity == Severity::Low && a.cause == "silent")
+            .all(|a| a.severity == Severity::Low && a.cause.to_string() == "silent")
     );
     // One device coming back clears its own alert only.
     h.reading(
@@ -252,7 +252,7 @@ fn a_will_saying_offline_marks_the_device_offline() {
     h.advance(mins(5)); // the mass-silence window passes
     let offline = h.alerts_of("device_offline");
     assert_eq!(offline.len(), 1);
-    assert_eq!(offline[0].cause, "will_offline");
+    assert_eq!(offline[0].cause.to_string(), "will_offline");
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn help_and_fall_alert_at_once_even_while_holding() {
     let help = h.alerts_of("help_request");
     assert_eq!(help.len(), 1);
     assert_eq!(help[0].severity, Severity::Critical);
-    assert_eq!(help[0].cause, "help");
+    assert_eq!(help[0].cause.to_string(), "help");
     // A fall while it is open notifies again on the same alert.
     h.clock.advance(mins(1));
     h.reading("gw-1", h.now(), ReadingValue::Fall, ReadingType::Fall);
@@ -429,7 +429,7 @@ fn a_broker_outage_gives_one_system_alert_and_no_resident_alerts() {
     h.run_until("2026-11-27T03:00:00Z", mins(5));
     let system = h.alerts_of("system_outage");
     assert_eq!(system.len(), 1);
-    assert_eq!(system[0].cause, "broker_unreachable");
+    assert_eq!(system[0].cause.to_string(), "broker_unreachable");
     assert_eq!(
         system[0].status,
         AlertStatus::Resolved,
@@ -478,7 +478,7 @@ fn two_hundred_residents_going_silent_together_is_one_system_alert() {
     h.run_until("2026-11-27T16:00:00Z", mins(1));
     let system = h.alerts_of("system_outage");
     assert_eq!(system.len(), 1);
-    assert_eq!(system[0].cause, "mass_silence");
+    assert_eq!(system[0].cause.to_string(), "mass_silence");
     assert_eq!(
         h.alerts().len(),
         1,
@@ -525,7 +525,7 @@ fn vitals_out_of_band_alert_after_n_readings_in_a_row() {
     hr(&mut h, 118.0);
     let alerts = h.alerts_of("vital_out_of_band");
     assert_eq!(alerts.len(), 1);
-    assert_eq!(alerts[0].cause, "heart_rate_high");
+    assert_eq!(alerts[0].cause.to_string(), "heart_rate_high");
     assert_eq!(alerts[0].severity, Severity::Alarm);
     // Back in band before anyone acknowledged.
     hr(&mut h, 72.0);

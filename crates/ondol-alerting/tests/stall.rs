@@ -164,7 +164,13 @@ impl Service {
             .alerts()
             .into_iter()
             .filter(|a| a.rule != Rule::SystemOutage)
-            .map(|a| (a.subject, a.rule.as_str().to_owned(), a.cause))
+            .map(|a| {
+                (
+                    a.subject.to_string(),
+                    a.rule.as_str().to_owned(),
+                    a.cause.to_string(),
+                )
+            })
             .collect()
     }
 }
@@ -207,7 +213,7 @@ fn assert_only_our_outage_and_the_really_silent_resident(s: &mut Service) {
     );
     let system = s.h.alerts_of("system_outage");
     assert_eq!(system.len(), 1, "{system:?}");
-    assert_eq!(system[0].cause, "stalled");
+    assert_eq!(system[0].cause.to_string(), "stalled");
     assert_eq!(
         system[0].status,
         AlertStatus::Resolved,
@@ -236,7 +242,7 @@ fn a_frozen_process_pages_no_resident_and_raises_one_stalled_outage() {
     );
     let system = s.h.alerts_of("system_outage");
     assert_eq!(system.len(), 1);
-    assert_eq!(system[0].cause, "stalled");
+    assert_eq!(system[0].cause.to_string(), "stalled");
     let detail = system[0].detail.clone().unwrap_or_default();
     assert!(detail.contains("did not run for 4m"), "{detail}");
     // The buffered motions arrive, then the devices go on live.
@@ -324,7 +330,7 @@ fn input_committed_before_a_due_deadline_is_applied_first() {
     assert!(
         s.h.alerts_of("inactivity")
             .iter()
-            .all(|a| a.subject != "resident:r-1"),
+            .all(|a| a.subject.to_string() != "resident:r-1"),
         "{:?}",
         s.h.alerts_of("inactivity")
     );

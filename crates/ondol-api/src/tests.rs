@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use ondol_model::alert::{Rule, Severity};
+use ondol_model::alert::{Cause, Rule, Severity, Subject};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
 use ondol_model::{DeviceId, ManualClock, Reading, ResidentId, StaffId};
 use ondol_store::alerts::NewAlert;
@@ -143,12 +143,14 @@ fn raise(
 ) -> i64 {
     let new = NewAlert {
         rule,
-        subject: resident.unwrap_or("system").to_owned(),
+        subject: resident.map_or(Subject::System, |r| {
+            Subject::Resident(ResidentId::new(r).unwrap())
+        }),
         resident_id: resident.map(|r| ResidentId::new(r).unwrap()),
         device_id: None,
         episode: format!("{opened}"),
         severity,
-        cause: "no_checkin".into(),
+        cause: Cause::NoCheckin,
         detail: None,
         local_date: None,
         opened_at: opened,

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use jiff::civil::{Date, date};
 use jiff::tz::TimeZone;
 
-use ondol_model::alert::{Outcome, Rule, Severity};
+use ondol_model::alert::{Cause, Outcome, Rule, Severity, Subject};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
 use ondol_model::roster::Roster;
 use ondol_model::{DeviceId, Reading, ResidentId};
@@ -198,12 +198,12 @@ fn alert(
     let opened = ts(opened);
     let new = NewAlert {
         rule,
-        subject: resident.to_string(),
+        subject: Subject::Resident(ResidentId::new(resident).unwrap()),
         resident_id: Some(ResidentId::new(resident).unwrap()),
         device_id: None,
         episode: format!("{local}"),
         severity: Severity::Alarm,
-        cause: "test".into(),
+        cause: Cause::NoCheckin,
         detail: None,
         local_date: Some(local),
         opened_at: opened,

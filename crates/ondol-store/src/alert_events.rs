@@ -96,7 +96,7 @@ fn payload(alert: &AlertRow, event: AlertEvent, key: &str, to: Option<&StaffId>)
             "id": alert.id,
             "rule": alert.rule.as_str(),
             "severity": alert.severity.as_str(),
-            "cause": alert.cause,
+            "cause": alert.cause.to_string(),
             "detail": alert.detail,
             "status": alert.status.as_str(),
             "outcome": alert.outcome.map(|o| o.as_str()),

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use ondol_model::alert::{AlertEvent, AlertStatus, Outcome, Rule, Severity};
+use ondol_model::alert::{AlertEvent, AlertStatus, Cause, Outcome, Rule, Severity, Subject};
 use ondol_model::{DeviceId, ResidentId};
 
 use crate::Store;
@@ -28,14 +28,14 @@ pub const SYSTEM_ACTOR: &str = "system";
 #[derive(Debug, Clone)]
 pub struct NewAlert {
     pub rule: Rule,
-    /// The resident id, the device id (device_offline) or `system`.
-    pub subject: String,
+    /// The resident, the device (device_offline) or Ondol itself.
+    pub subject: Subject,
     pub resident_id: Option<ResidentId>,
     pub device_id: Option<DeviceId>,
     /// Names this occurrence of the condition (see the module doc).
     pub episode: String,
     pub severity: Severity,
-    pub cause: String,
+    pub cause: Cause,
     /// What happened, for people (a system alert: which part, how long).
     pub detail: Option<String>,
     /// The resident's local date at opening: the rollup's day.
@@ -49,12 +49,12 @@ pub struct NewAlert {
 pub struct AlertRow {
     pub id: i64,
     pub rule: Rule,
-    pub subject: String,
+    pub subject: Subject,
     pub resident_id: Option<ResidentId>,
     pub device_id: Option<DeviceId>,
     pub episode: String,
     pub severity: Severity,
-    pub cause: String,
+    pub cause: Cause,
     pub detail: Option<String>,
     pub status: AlertStatus,
     pub outcome: Option<Outcome>,
@@ -225,7 +225,8 @@ impl RawAlert {
             id,
             rule: Rule::parse(&self.rule)
                 .ok_or_else(|| invalid(TABLE, key(), format!("rule {:?}", self.rule)))?,
-            subject: self.subject,
+            subject: Subject::parse(&self.subject)
+                .ok_or_else(|| invalid(TABLE, key(), format!("subject {:?}", self.subject)))?,
             resident_id: self
                 .resident_id
                 .map(|r| parse_id(&r, TABLE, key))
@@ -237,7 +238,8 @@ impl RawAlert {
             episode: self.episode,
             severity: Severity::parse(&self.severity)
                 .ok_or_else(|| invalid(TABLE, key(), format!("severity {:?}", self.severity)))?,
-            cause: self.cause,
+            cause: Cause::parse(&self.cause)
+                .ok_or_else(|| invalid(TABLE, key(), format!("cause {:?}", self.cause)))?,
             detail: self.detail,
             status: AlertStatus::parse(&self.status)
                 .ok_or_else(|| invalid(TABLE, key(), format!("status {:?}", self.status)))?,
@@ -423,17 +425,19 @@ impl Store {
     ) -> Result<Raised, StoreError> {
         let tx = self.immediate("starting to raise an alert")?;
         let rule = new.rule.as_str();
+        let subject = new.subject.to_string();
+        let cause = new.cause.to_string();
         if let Some(known) = alert_where(
             &tx,
             "subject = ?1 AND rule = ?2 AND episode = ?3",
-            params![new.subject, rule, new.episode],
+            params![subject, rule, new.episode],
         )? {
             return Ok(Raised::Known(known));
         }
         if let Some(open) = alert_where(
             &tx,
             "subject = ?1 AND rule = ?2 AND status <> 'resolved'",
-            params![new.subject, rule],
+            params![subject, rule],
         )? {
             return Ok(Raised::AlreadyOpen(open));
         }
@@ -446,12 +450,12 @@ impl Store {
         .and_then(|mut stmt| {
             stmt.execute(params![
                 rule,
-                new.subject,
+                subject,
                 new.resident_id.as_ref().map(ResidentId::as_str),
                 new.device_id.as_ref().map(DeviceId::as_str),
                 new.episode,
                 new.severity.as_str(),
-                new.cause,
+                cause,
                 new.local_date.map(|d| d.to_string()),
                 opened_ms,
                 new.next_escalation_at.map(Timestamp::as_millisecond),
@@ -470,7 +474,7 @@ impl Store {
                 status: AlertStatus::Open,
                 severity: Some(new.severity),
                 outcome: None,
-                note: Some(&new.cause),
+                note: Some(&cause),
             },
         )?;
         if let (Some(resident), Some(date)) = (&new.resident_id, new.local_date) {
@@ -681,13 +685,13 @@ impl Store {
     /// The alert of (subject, rule) that is open or acknowledged, if any.
     pub fn unresolved_alert(
         &self,
-        subject: &str,
+        subject: &Subject,
         rule: Rule,
     ) -> Result<Option<AlertRow>, StoreError> {
         alert_where(
             &self.conn,
             "subject = ?1 AND rule = ?2 AND status <> 'resolved'",
-            params![subject, rule.as_str()],
+            params![subject.to_string(), rule.as_str()],
         )
     }
 
@@ -889,7 +893,7 @@ impl Store {
     // ---- alerting's timer state ----
 
     /// The watch state: subject → (watched since, last check-in date evaluated).
-    pub fn watch_states(&self) -> Result<Vec<(String, Timestamp, Option<Date>)>, StoreError> {
+    pub fn watch_states(&self) -> Result<Vec<(Subject, Timestamp, Option<Date>)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT subject, since_ms, checkin_evaluated FROM alert_watch")
@@ -909,7 +913,8 @@ impl Store {
                 row.map_err(StoreError::sqlite("reading the watch state"))?;
             let key = || subject.clone();
             Ok((
-                subject.clone(),
+                Subject::parse(&subject)
+                    .ok_or_else(|| invalid(table, key(), format!("subject {subject:?}")))?,
                 timestamp(since, table, key)?,
                 date.map(|d| parse_date(&d, table, key)).transpose()?,
             ))
@@ -918,7 +923,7 @@ impl Store {
     }
 
     /// Starts watching the subjects not watched yet, in one transaction.
-    pub fn start_watching(&mut self, subjects: &[(&str, Timestamp)]) -> Result<(), StoreError> {
+    pub fn start_watching(&mut self, subjects: &[(Subject, Timestamp)]) -> Result<(), StoreError> {
         let tx = self.immediate("starting to record watch state")?;
         {
             let mut stmt = tx
@@ -927,7 +932,7 @@ impl Store {
                 )
                 .map_err(StoreError::sqlite("preparing the watch insert"))?;
             for (subject, since) in subjects {
-                stmt.execute(params![subject, since.as_millisecond()])
+                stmt.execute(params![subject.to_string(), since.as_millisecond()])
                     .map_err(StoreError::sqlite("recording watch state"))?;
             }
         }
@@ -938,7 +943,10 @@ impl Store {
     /// Starts watching these subjects again from the given time (a resident
     /// or device that joined the roster while alerting runs, perhaps for the
     /// second time): `since` is replaced, the evaluated check-in day kept.
-    pub fn restart_watching(&mut self, subjects: &[(&str, Timestamp)]) -> Result<(), StoreError> {
+    pub fn restart_watching(
+        &mut self,
+        subjects: &[(Subject, Timestamp)],
+    ) -> Result<(), StoreError> {
         if subjects.is_empty() {
             return Ok(());
         }
@@ -951,7 +959,7 @@ impl Store {
                 )
                 .map_err(StoreError::sqlite("preparing the watch upsert"))?;
             for (subject, since) in subjects {
-                stmt.execute(params![subject, since.as_millisecond()])
+                stmt.execute(params![subject.to_string(), since.as_millisecond()])
                     .map_err(StoreError::sqlite("recording watch state"))?;
             }
         }
@@ -961,7 +969,7 @@ impl Store {
 
     /// Records, in one transaction, that these check-in deadlines have been
     /// evaluated (subject, local date).
-    pub fn checkins_evaluated(&mut self, marks: &[(String, Date)]) -> Result<(), StoreError> {
+    pub fn checkins_evaluated(&mut self, marks: &[(Subject, Date)]) -> Result<(), StoreError> {
         if marks.is_empty() {
             return Ok(());
         }
@@ -971,7 +979,7 @@ impl Store {
                 .prepare_cached("UPDATE alert_watch SET checkin_evaluated = ?2 WHERE subject = ?1")
                 .map_err(StoreError::sqlite("preparing the evaluation update"))?;
             for (subject, date) in marks {
-                stmt.execute(params![subject, date.to_string()])
+                stmt.execute(params![subject.to_string(), date.to_string()])
                     .map_err(StoreError::sqlite("recording a check-in evaluation"))?;
             }
         }

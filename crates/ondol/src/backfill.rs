@@ -47,7 +47,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use ondol_ingest::RosterIndex;
 use ondol_ingest::judge::{Inbound, Judge};
-use ondol_model::alert::{AlertStatus, Outcome, Rule, Severity};
+use ondol_model::alert::{AlertStatus, Cause, Outcome, Rule, Severity, Subject};
 use ondol_model::roster::{
     AwayPeriod, CheckinPlan, Device, DeviceBinding, DeviceKind, Resident, Roster, Staff, StaffRole,
 };
@@ -617,11 +617,11 @@ fn roster_of(homes: &[Home]) -> anyhow::Result<Roster> {
 #[derive(Debug)]
 struct PlannedAlert {
     rule: Rule,
-    subject: String,
+    subject: Subject,
     device: Option<DeviceId>,
     episode: String,
     severity: Severity,
-    cause: &'static str,
+    cause: Cause,
     opened_at: Timestamp,
     acked_at: Option<Timestamp>,
     /// When, how and by whom (a staff id or the system).
@@ -640,7 +640,7 @@ impl Writer<'_> {
     fn home(&mut self, home: &Home, plan: &Plan) -> anyhow::Result<()> {
         let resident = &home.resident;
         let tz = &resident.timezone;
-        let mut busy: HashMap<(Rule, String), Timestamp> = HashMap::new();
+        let mut busy: HashMap<(Rule, Subject), Timestamp> = HashMap::new();
         let start = resident.enrolled_from.max(plan.first_day());
         let end = resident
             .enrolled_until
@@ -687,7 +687,7 @@ impl Writer<'_> {
                     }
                 }
                 for (device, ts, cause) in &day.emergencies {
-                    alerts.push(help_request(home, device, *ts, cause, &mut r));
+                    alerts.push(help_request(home, device, *ts, *cause, &mut r));
                 }
                 for (spell_start, spell_end) in home.spells.iter().copied() {
                     if local_date(tz, spell_start) == date {
@@ -787,7 +787,7 @@ impl Writer<'_> {
             device_id: alert.device.clone(),
             episode: alert.episode.clone(),
             severity: alert.severity,
-            cause: alert.cause.to_owned(),
+            cause: alert.cause,
             detail: None,
             local_date: Some(local_date(&resident.timezone, alert.opened_at)),
             opened_at: alert.opened_at,
@@ -846,7 +846,7 @@ struct Day {
     /// A check-in after the window, if it happened.
     late_checkin: Option<Timestamp>,
     /// Help requests and falls: (device, time, cause).
-    emergencies: Vec<(DeviceId, Timestamp, &'static str)>,
+    emergencies: Vec<(DeviceId, Timestamp, Cause)>,
 }
 
 fn reading(
@@ -1057,7 +1057,7 @@ fn day_readings(home: &Home, date: Date, away: bool, r: &mut SmallRng) -> Day {
     {
         let help = ReadingValue::Checkin(CheckinValue::Help);
         if push(&home.button, reading(ReadingType::Checkin, help, None, t)) {
-            day.emergencies.push((home.button.clone(), t, "help"));
+            day.emergencies.push((home.button.clone(), t, Cause::Help));
         }
     }
     if r.random_bool(0.0008)
@@ -1068,14 +1068,14 @@ fn day_readings(home: &Home, date: Date, away: bool, r: &mut SmallRng) -> Day {
             device,
             reading(ReadingType::Fall, ReadingValue::Fall, None, t),
         ) {
-            day.emergencies.push((device.clone(), t, "fall"));
+            day.emergencies.push((device.clone(), t, Cause::Fall));
         }
     }
     day
 }
 
-fn resident_subject(home: &Home) -> String {
-    format!("resident:{}", home.resident.id)
+fn resident_subject(home: &Home) -> Subject {
+    Subject::Resident(home.resident.id.clone())
 }
 
 fn missed_checkin(
@@ -1129,7 +1129,11 @@ fn missed_checkin(
         device: None,
         episode: date.to_string(),
         severity: Severity::Alarm,
-        cause: if no_data { "no_data" } else { "no_checkin" },
+        cause: if no_data {
+            Cause::NoData
+        } else {
+            Cause::NoCheckin
+        },
         opened_at: deadline,
         acked_at,
         resolved,
@@ -1140,7 +1144,7 @@ fn help_request(
     home: &Home,
     device: &DeviceId,
     at: Timestamp,
-    cause: &'static str,
+    cause: Cause,
     r: &mut SmallRng,
 ) -> PlannedAlert {
     let acked = plus_secs(at, delay(r, 3.0 * 60.0, 20));
@@ -1182,12 +1186,18 @@ fn silence_alerts(
 ) -> Vec<PlannedAlert> {
     let mut out = Vec::new();
     let rules = [
-        (Rule::DeviceOffline, 30 * 60, Severity::Low, "silent", 45.0),
+        (
+            Rule::DeviceOffline,
+            30 * 60,
+            Severity::Low,
+            Cause::Silent,
+            45.0,
+        ),
         (
             Rule::Inactivity,
             8 * 3600,
             Severity::Caution,
-            "no_data",
+            Cause::NoData,
             20.0,
         ),
     ];
@@ -1219,7 +1229,7 @@ fn silence_alerts(
         };
         let (subject, device) = match rule {
             Rule::DeviceOffline => (
-                format!("device:{}", home.gateway),
+                Subject::Device(home.gateway.clone()),
                 Some(home.gateway.clone()),
             ),
             _ => (resident_subject(home), None),

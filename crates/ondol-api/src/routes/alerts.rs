@@ -134,7 +134,7 @@ pub(crate) fn alert_json(row: &AlertRow, names: &HashMap<String, String>, now: T
         id: row.id,
         rule: row.rule.as_str().to_owned(),
         severity: row.severity.as_str().to_owned(),
-        cause: row.cause.clone(),
+        cause: row.cause.to_string(),
         detail: row.detail.clone(),
         status: row.status.as_str().to_owned(),
         resident_id: row.resident_id.as_ref().map(ToString::to_string),
