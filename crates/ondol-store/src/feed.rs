@@ -275,10 +275,12 @@ pub(crate) fn write(
 }
 
 impl Store {
-    /// Which vital types alerting's bands watch: only those vitals go into
-    /// the feed (the ingest writer's store sets this once).
-    pub fn feed_vitals(&mut self, vitals: BTreeSet<ReadingType>) {
-        self.feed_vitals = vitals;
+    /// Makes this store's batch commits write the alerting feed, with the
+    /// readings of the vital types alerting's bands watch (`Some`), or not
+    /// (`None`, the default: alerting disabled, or a backfill of history).
+    /// The ingest writer's store sets this once.
+    pub fn feed_alerting(&mut self, watched_vitals: Option<BTreeSet<ReadingType>>) {
+        self.feed = watched_vitals;
     }
 
     /// Up to `limit` feed rows, oldest first, with their facts in order.
@@ -401,6 +403,12 @@ mod tests {
         )
     }
 
+    fn feeding() -> (tempfile::TempDir, Store) {
+        let (dir, mut store) = temp_store();
+        store.feed_alerting(Some(BTreeSet::new()));
+        (dir, store)
+    }
+
     fn commit(store: &mut Store, readings: Vec<NewReading>) {
         store
             .commit_batch(&Batch {
@@ -436,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_batch_tells_alerting_only_what_can_change_a_decision() {
-        let (_dir, mut store) = temp_store();
+        let (_dir, mut store) = feeding();
         let mut batch = vec![
             motion("gw-1", "r-1", 10),
             motion("gw-1", "r-1", 30), // the latest motion of gw-1
@@ -482,7 +490,7 @@ mod tests {
     #[test]
     fn watched_vitals_all_reach_alerting_and_duplicates_never_do() {
         let (_dir, mut store) = temp_store();
-        store.feed_vitals([ReadingType::HeartRate].into());
+        store.feed_alerting(Some([ReadingType::HeartRate].into()));
         commit(&mut store, vec![heart_rate(5), heart_rate(6)]);
         assert_eq!(taken(&store).len(), 2);
         let ids = store.take_feed(usize::MAX).unwrap().ids();
@@ -494,7 +502,7 @@ mod tests {
 
     #[test]
     fn the_feed_is_a_queue_rows_stay_until_finished() {
-        let (_dir, mut store) = temp_store();
+        let (_dir, mut store) = feeding();
         commit(&mut store, vec![motion("gw-1", "r-1", 1)]);
         let first = store.take_feed(10).unwrap();
         assert_eq!(first.len(), 1);
@@ -513,7 +521,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_row_is_reported_not_blocking() {
-        let (_dir, mut store) = temp_store();
+        let (_dir, mut store) = feeding();
         store
             .conn
             .execute(
@@ -530,8 +538,15 @@ mod tests {
     }
 
     #[test]
-    fn a_status_goes_to_the_partition_of_its_resident() {
+    fn without_alerting_no_feed_is_written() {
         let (_dir, mut store) = temp_store();
+        commit(&mut store, vec![motion("gw-1", "r-1", 1)]);
+        assert_eq!(store.feed_backlog().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_status_goes_to_the_partition_of_its_resident() {
+        let (_dir, mut store) = feeding();
         let r1 = ResidentId::new("r-1").unwrap();
         store
             .commit_batch(&Batch {

@@ -97,8 +97,10 @@ pub struct Store {
     sink: Box<dyn TimeseriesSink>,
     /// For messages; `:memory:` for an in-memory store.
     path: PathBuf,
-    /// The vitals whose readings go into the alerting feed ([`feed`]).
-    feed_vitals: BTreeSet<ReadingType>,
+    /// Whether batch commits write the alerting feed ([`feed`]), and the
+    /// vitals whose readings go into it. Off unless ingest turns it on: a
+    /// backfill of history must page nobody.
+    feed: Option<BTreeSet<ReadingType>>,
 }
 
 impl fmt::Debug for Store {
@@ -165,7 +167,7 @@ impl Store {
             conn,
             sink,
             path,
-            feed_vitals: BTreeSet::new(),
+            feed: None,
         })
     }
 
@@ -226,10 +228,7 @@ impl Store {
             });
         }
         let Store {
-            conn,
-            sink,
-            feed_vitals,
-            ..
+            conn, sink, feed, ..
         } = self;
         // IMMEDIATE takes the write lock up front, so a busy database makes
         // BEGIN wait (busy_timeout) instead of failing midway.
@@ -248,7 +247,9 @@ impl Store {
             });
         }
         batch::write_rest(&tx, batch, &inserted)?;
-        feed::write(&tx, batch, &inserted, feed_vitals)?;
+        if let Some(vitals) = feed {
+            feed::write(&tx, batch, &inserted, vitals)?;
+        }
         tx.commit()
             .map_err(StoreError::sqlite("committing a batch"))?;
         Ok(BatchOutcome { inserted })

@@ -284,8 +284,14 @@ pub async fn run(
     let ingest_shutdown = CancellationToken::new();
     let mut ingest = match link {
         Some(link) => {
-            // Only the vitals some band watches need to reach alerting.
-            store.feed_vitals(config.alerting.watched_vitals());
+            // Commits feed alerting (wherever it runs) unless it is
+            // disabled; only the vitals some band watches need to reach it.
+            store.feed_alerting(
+                config
+                    .alerting
+                    .enabled
+                    .then(|| config.alerting.watched_vitals()),
+            );
             tokio::spawn(crate::alerting::beat_worker(
                 database.clone(),
                 ProcessId::this(&config.ingest.client_id),

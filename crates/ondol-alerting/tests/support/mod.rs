@@ -95,7 +95,7 @@ impl Harness {
         let mut db = Store::open(&path).expect("store");
         db.import_roster(&roster).expect("import");
         // As the binary sets ingest's store: the watched vitals reach the feed.
-        db.feed_vitals(config.watched_vitals());
+        db.feed_alerting(Some(config.watched_vitals()));
         let clock = ManualClock::new(ts(start));
         let mut harness = Harness {
             dir,
