@@ -84,3 +84,27 @@ fn a_resend_is_not_told_twice() {
         "nobody was told of the resend"
     );
 }
+
+#[test]
+fn a_new_residents_first_help_press_is_raised_before_the_roster_news_arrives() {
+    let mut h = Harness::new(SEOUL, START, config());
+    // An admin enrols a resident with a button; ingest knows at once,
+    // alerting has not heard yet.
+    let enrolled = format!(
+        "{SEOUL}\n[[residents]]\nid = \"r-9\"\nname = \"New\"\ntimezone = \"Asia/Seoul\"\nregion = \"gangjin\"\nenrolled_from = \"2026-01-01\"\ncaseworker = \"cw-1\"\n\n[[devices]]\nid = \"bt-9\"\nresident = \"r-9\"\nkind = \"button\"\n"
+    );
+    let roster = ondol_store::parse_roster(&enrolled, "enrolled").unwrap();
+    h.db.import_roster(&roster).unwrap();
+    h.roster = roster;
+    let at = h.now();
+    assert!(h.commit(
+        "bt-9",
+        at,
+        ReadingValue::Checkin(CheckinValue::Help),
+        ReadingType::Checkin,
+    ));
+    h.follow();
+    let raised = h.alerts_of("help_request");
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0].subject.to_string(), "resident:r-9");
+}

@@ -469,6 +469,28 @@ impl Engine {
         for (id, problem) in &take.unreadable {
             tracing::error!(row = id, problem = %problem, "an alerting feed row cannot be read; skipped");
         }
+        // Ingest checked each reading against the roster it had: one that
+        // names someone alerting does not know means the roster changed
+        // and the news has not reached alerting yet. Reload it first, or a
+        // new resident's first help press would be dropped.
+        let strangers = take.rows.iter().any(|row| {
+            row.facts.readings.iter().any(|r| {
+                !self.device_index.contains_key(&r.device_id)
+                    || !self.resident_index.contains_key(&r.resident_id)
+            })
+        });
+        if strangers {
+            let roster = self.store.load_roster()?;
+            let changes = self.apply_roster(&roster)?;
+            if !changes.is_empty() {
+                tracing::info!(
+                    residents_added = changes.residents_added,
+                    devices_added = changes.devices_added,
+                    devices_moved = changes.devices_moved,
+                    "the roster changed before its news arrived; applied it for the data that needs it"
+                );
+            }
+        }
         let now = self.clock.now();
         let mut lags = Vec::with_capacity(take.rows.len());
         for row in &take.rows {
