@@ -48,6 +48,8 @@
     no_checkin: 'No check-in in the window',
     no_activity: 'No movement seen',
     no_data: 'No data: every device is silent',
+    silent: 'Nothing heard from it for a while',
+    will_offline: 'It reported going offline',
     stalled: 'Ondol itself stopped running for a while',
     ingest_stalled: 'Ondol held device data without storing it',
   };
