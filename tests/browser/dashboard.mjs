@@ -10,6 +10,14 @@
 //   ONDOL_RULE           the expected alert's rule (default missed_checkin)
 //   ONDOL_OUTCOME        the outcome to resolve it with (default resident_ok)
 //   ONDOL_NOTE           the note to resolve it with
+//   ONDOL_SUPERVISOR_TOKEN  a supervisor of the resident's region (optional:
+//                        without it the overview is not checked)
+//   ONDOL_OVERVIEW       what the supervisor's overview must show, JSON:
+//                        {"unseen":[resident ids],"low_battery":[device ids],
+//                         "escalations":[resident ids],
+//                         "tiers":{"low":{"total":1,"under_15_min":1}},
+//                         "history":{"r-1":{"alerts":1,"outcomes":"..."}},
+//                         "absent":[ids that must not appear]}
 //   ONDOL_ARTIFACTS      directory for screenshots (default target/e2e-artifacts)
 //   ONDOL_ALERT_WAIT_MS  how long to wait for the alert (default 240000)
 //   CHROMIUM             the browser binary (default /usr/bin/chromium)
@@ -44,6 +52,8 @@ const note = env('ONDOL_NOTE', 'Phoned the resident; all well.');
 const artifacts = path.resolve(env('ONDOL_ARTIFACTS', 'target/e2e-artifacts'));
 const alertWaitMs = Number(env('ONDOL_ALERT_WAIT_MS', '240000'));
 const executablePath = env('CHROMIUM', '/usr/bin/chromium');
+const supervisorToken = env('ONDOL_SUPERVISOR_TOKEN', '');
+const expectedOverview = JSON.parse(env('ONDOL_OVERVIEW', '{}'));
 
 const OUTCOME_LABELS = {
   resident_ok: 'Resident is OK',
@@ -107,6 +117,106 @@ async function checkTouchTargets(page, where) {
     return found;
   });
   check(small.length === 0, `touch targets under 44 px on ${where}: ${small.join('; ')}`);
+}
+
+/** The rows' `data-id`s (or another attribute) of an overview table, in order. */
+async function rowIds(page, table, attribute = 'data-id') {
+  return page.locator(`#${table} tbody tr`).evaluateAll((rows, name) => rows.map((r) => r.getAttribute(name)), attribute);
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * The supervisor signs in and lands on the overview of their region; its
+ * figures must be what was seeded (ONDOL_OVERVIEW). Alerting may still be
+ * escalating when the page first loads, so the overview is reloaded (as the
+ * page does every 30 s) until it matches or a minute has passed.
+ */
+async function checkOverview(page) {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  // A fresh start at / (the caseworker's last view is still in the address).
+  await page.goto(`${baseUrl}/`);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.getByLabel('Access token').fill(supervisorToken);
+  await page.getByLabel('Access token').press('Enter');
+  await page.getByRole('heading', { name: /^Overview: / }).waitFor();
+  check(await page.getByRole('link', { name: 'Overview' }).getAttribute('aria-current') === 'page', 'supervisors start on the overview');
+  log('supervisor signed in to the overview');
+
+  const expected = expectedOverview;
+  const mismatches = async () => {
+    const found = [];
+    const compare = async (what, table, want, attribute) => {
+      if (want === undefined) return;
+      const ids = (await page.locator(`#${table}`).count()) ? await rowIds(page, table, attribute) : [];
+      if (!same(ids, want)) found.push(`${what}: ${JSON.stringify(ids)}, expected ${JSON.stringify(want)}`);
+    };
+    await compare('unseen residents', 'ov-unseen-table', expected.unseen);
+    await compare('low battery', 'ov-battery-table', expected.low_battery);
+    await compare('escalations waiting', 'ov-escalation-table', expected.escalations, 'data-resident');
+    for (const [severity, bands] of Object.entries(expected.tiers || {})) {
+      for (const [band, want] of Object.entries(bands)) {
+        const cell = page.locator(`#ov-tier-table tr[data-severity="${severity}"] td[data-band="${band}"]`);
+        const got = Number(await cell.textContent());
+        if (got !== want) found.push(`${severity} alerts ${band}: ${got}, expected ${want}`);
+      }
+    }
+    for (const [resident, want] of Object.entries(expected.history || {})) {
+      const row = page.locator(`#ov-history-table tr[data-id="${resident}"]`);
+      if (!(await row.count())) {
+        found.push(`${resident} is not in the alert history`);
+        continue;
+      }
+      const alerts = Number(await row.locator('td[data-field="alerts"]').textContent());
+      if (alerts !== want.alerts) found.push(`${resident}: ${alerts} alerts, expected ${want.alerts}`);
+      const outcomes = await row.locator('td[data-field="outcomes"]').textContent();
+      if (want.outcomes !== undefined && outcomes !== want.outcomes) found.push(`${resident}: outcomes "${outcomes}", expected "${want.outcomes}"`);
+    }
+    const text = await page.locator('#view-overview').textContent();
+    for (const id of expected.absent || []) {
+      if (text.includes(id)) found.push(`${id} (another region) is on the page`);
+    }
+    return found;
+  };
+  const deadline = Date.now() + 60000;
+  let found = await mismatches();
+  while (found.length && Date.now() < deadline) {
+    await page.waitForTimeout(1000);
+    // Away and back: the overview loads again.
+    await page.getByRole('link', { name: /^Alerts/ }).click();
+    await page.getByRole('heading', { name: 'Open alerts' }).waitFor();
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.locator('#overview-updated').filter({ hasText: 'Updated' }).waitFor();
+    found = await mismatches();
+  }
+  check(found.length === 0, `the overview does not show what was seeded:\n  ${found.join('\n  ')}`);
+  // The figures at the top agree with the tables.
+  for (const [figure, table, want] of [['unseen', 'ov-unseen-table', expected.unseen], ['battery', 'ov-battery-table', expected.low_battery], ['escalations', 'ov-escalation-table', expected.escalations]]) {
+    if (want === undefined) continue;
+    const shown = Number(await page.locator(`[data-figure="${figure}"] .figure`).textContent());
+    check(shown === want.length, `the ${figure} figure says ${shown}, the ${table} table has ${want.length} rows`);
+  }
+  log('the overview shows the seeded figures');
+
+  await checkAccessibility(page, 'the supervisor overview');
+  await checkTouchTargets(page, 'the supervisor overview at 1280 px');
+  await checkNoHorizontalOverflow(page, 1280);
+  await screenshot(page, 'dashboard-overview.png');
+  for (const width of [768, 390]) {
+    await page.setViewportSize({ width, height: 1024 });
+    await checkNoHorizontalOverflow(page, width);
+    await checkTouchTargets(page, `the supervisor overview at ${width} px`);
+  }
+  await checkAccessibility(page, 'the supervisor overview at 390 px');
+  await screenshot(page, 'dashboard-overview-390.png');
+
+  // From the history to the resident's page: each alert with its outcome.
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.locator(`#ov-history-table tr[data-id="${residentId}"] a`).click();
+  const history = page.locator(`#resident-alert-table tr[data-status="resolved"]`).first();
+  await history.waitFor();
+  check((await history.textContent()).includes(`Resolved: ${OUTCOME_LABELS[outcome]}`), `the resident's page shows the outcome to the supervisor: ${await history.textContent()}`);
+  log('the supervisor drills down to a resident\'s alert history');
 }
 
 const browser = await chromium.launch({
@@ -278,16 +388,28 @@ try {
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   check((await page.evaluate(() => Object.keys(sessionStorage))).length === 0, 'sign-out empties sessionStorage');
 
+  if (supervisorToken) {
+    await checkOverview(page);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  }
+
   for (const url of requests) {
     check(url.startsWith(`${origin}/`), `the page loaded something from elsewhere: ${url}`);
-    check(!url.includes(token), 'the token appeared in a request URL');
+    for (const secret of [token, supervisorToken].filter(Boolean)) {
+      check(!url.includes(secret), 'a token appeared in a request URL');
+    }
   }
-  check(!consoleLines.some((line) => line.includes(token)), 'the token appeared in the console');
+  for (const secret of [token, supervisorToken].filter(Boolean)) {
+    check(!consoleLines.some((line) => line.includes(secret)), 'a token appeared in the console');
+  }
   check(pageErrors.length === 0, `script errors: ${pageErrors.join('; ')}`);
 
   process.stdout.write(`${JSON.stringify({ alert_id: alertId, screenshots })}\n`);
 } catch (error) {
-  log(String(error && error.stack ? error.stack : error).split(token).join('<token>'));
+  let message = String(error && error.stack ? error.stack : error).split(token).join('<token>');
+  if (supervisorToken) message = message.split(supervisorToken).join('<token>');
+  log(message);
   if (page) {
     try {
       await screenshot(page, 'dashboard-failure.png');

@@ -3,7 +3,12 @@
 //! Debian's headless Chromium driven by playwright-core
 //! (`tests/browser/dashboard.mjs`). The caseworker signs in, sees the alert
 //! arrive without a reload, acknowledges and resolves it through the page;
-//! the API then shows it resolved with that outcome, note and actor.
+//! the API then shows it resolved with that outcome, note and actor. Then
+//! the region's supervisor signs in to the overview, whose figures must
+//! match what was seeded: a resident whose only device went offline (unseen,
+//! and its alert escalated with nobody acknowledging), a wearable at 15 %
+//! battery, the caseworker's resolved alert with its outcome, and nothing
+//! of another region's resident.
 //!
 //! Needs `node` (with `npm ci` run in `tests/browser/`) and `chromium`. When
 //! one is missing the test says what to install and passes without running,
@@ -151,6 +156,55 @@ id = "wr-d"
 resident = "r-d"
 kind = "wearable"
 
+[[residents]]
+id = "r-b"
+name = "Test Resident Battery"
+timezone = "{zone}"
+region = "gangjin"
+enrolled_from = "2026-01-01"
+caseworker = "cw-e"
+
+[[devices]]
+id = "gw-b"
+resident = "r-b"
+kind = "gateway"
+
+[[devices]]
+id = "wr-b"
+resident = "r-b"
+kind = "wearable"
+
+[[residents]]
+id = "r-s"
+name = "Test Resident Silent"
+timezone = "{zone}"
+region = "gangjin"
+enrolled_from = "2026-01-01"
+caseworker = "cw-e"
+
+[[devices]]
+id = "gw-s"
+resident = "r-s"
+kind = "gateway"
+
+[[residents]]
+id = "r-x"
+name = "Test Resident Elsewhere"
+timezone = "{zone}"
+region = "alentejo"
+enrolled_from = "2026-01-01"
+caseworker = "cw-e"
+
+[[devices]]
+id = "wr-x"
+resident = "r-x"
+kind = "wearable"
+
+[[staff]]
+id = "cw-e"
+name = "Test Caseworker Two"
+role = "caseworker"
+
 [[staff]]
 id = "cw-d"
 name = "Test Caseworker"
@@ -165,7 +219,10 @@ region = "gangjin"
 token_env = "ONDOL_E2E_TOKEN_SUP_D"
 "#
     );
-    let config = "[alerting]\ngrace = \"0s\"\ndevice_silent_after = \"1h\"\n";
+    // A Will saying offline makes a device_offline alert within 5 s, and an
+    // alert nobody acknowledges escalates after 10 s.
+    let config = "[alerting]\ngrace = \"0s\"\ndevice_silent_after = \"1h\"\n\
+                  mass_silence_window = \"5s\"\nack_timeout = \"10s\"\n";
     let server = TestServer::start_custom_env(
         &roster,
         config,
@@ -226,6 +283,46 @@ token_env = "ONDOL_E2E_TOKEN_SUP_D"
         .await;
     assert_eq!(receipt["accepted"], 72, "{receipt}");
 
+    // For the supervisor's overview: batteries (one low in each region; the
+    // other region's must not show) and a gateway whose Will says offline.
+    let mut status_devices = Vec::new();
+    for (device, status) in [
+        ("gw-b", r#"{"state":"online","battery_pct":80}"#),
+        ("wr-b", r#"{"state":"online","battery_pct":15}"#),
+        ("wr-x", r#"{"state":"online","battery_pct":5}"#),
+        ("gw-s", r#"{"state":"offline"}"#),
+    ] {
+        let device = server.device(device).await;
+        device.publish_status(status, true).await;
+        // Kept connected: dropping one stops its connection, maybe before
+        // the status went out.
+        status_devices.push(device);
+    }
+    let started = Instant::now();
+    loop {
+        let (_, board) = get(&http, &format!("{base}/api/v1/residents"), SUP_TOKEN).await;
+        let device = |id: &str| {
+            board["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r["devices"].as_array().into_iter().flatten())
+                .find(|d| d["id"] == id)
+                .map(|d| (d["battery_pct"].clone(), d["online"].clone()))
+        };
+        if device("wr-b") == Some((json!(15), json!(true)))
+            && device("gw-s").is_some_and(|(_, online)| online == json!(false))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the device statuses never reached the board: {board}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // The browser signs in before the deadline and waits for the alert.
     let artifacts = artifacts_dir();
     let stdout_path = server.dir.path().join("browser.out");
@@ -235,6 +332,23 @@ token_env = "ONDOL_E2E_TOKEN_SUP_D"
         .current_dir(browser_dir())
         .env("ONDOL_URL", &base)
         .env("ONDOL_TOKEN", CW_TOKEN)
+        .env("ONDOL_SUPERVISOR_TOKEN", SUP_TOKEN)
+        .env(
+            "ONDOL_OVERVIEW",
+            json!({
+                "unseen": ["r-s"],
+                "low_battery": ["wr-b"],
+                "escalations": ["r-s"],
+                "tiers": {"low": {"total": 1, "under_15_min": 1}},
+                "history": {
+                    "r-d": {"alerts": 1, "outcomes": "Needed help (given): 1"},
+                    "r-s": {"alerts": 1, "outcomes": "not yet resolved: 1"},
+                    "r-b": {"alerts": 0, "outcomes": "—"},
+                },
+                "absent": ["r-x", "wr-x"],
+            })
+            .to_string(),
+        )
         .env("ONDOL_RESIDENT_ID", "r-d")
         .env("ONDOL_RULE", "missed_checkin")
         .env("ONDOL_OUTCOME", OUTCOME)
@@ -316,6 +430,48 @@ token_env = "ONDOL_E2E_TOKEN_SUP_D"
             .all(|a| a["id"] != id),
         "the resolved alert is no longer active: {active}"
     );
-    // The token went to the server only as a header: never into its log.
+    // The supervisor's overview, as the page showed it, from the API; the
+    // caseworker has none.
+    let (status, overview) = get(&http, &format!("{base}/api/v1/overview"), SUP_TOKEN).await;
+    assert_eq!(status, 200, "{overview}");
+    let ids = |list: &Value, key: &str| -> Vec<String> {
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .map(|item| item[key].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(overview["region"], "gangjin", "{overview}");
+    assert_eq!(overview["residents"], 3, "{overview}");
+    assert_eq!(
+        ids(&overview["unseen_residents"], "id"),
+        ["r-s"],
+        "{overview}"
+    );
+    assert_eq!(
+        overview["unseen_residents"][0]["reasons"],
+        json!(["all_devices_offline"])
+    );
+    assert_eq!(ids(&overview["low_battery"], "id"), ["wr-b"], "{overview}");
+    assert_eq!(
+        ids(&overview["escalations_waiting"], "resident_id"),
+        ["r-s"],
+        "{overview}"
+    );
+    let history = overview["history"].as_array().expect("history");
+    let r_d = history
+        .iter()
+        .find(|h| h["id"] == "r-d")
+        .expect("r-d in the history");
+    assert_eq!(r_d["outcomes"], json!({OUTCOME: 1}), "{overview}");
+    assert!(
+        !overview.to_string().contains("r-x"),
+        "another region's resident: {overview}"
+    );
+    let (status, _) = get(&http, &format!("{base}/api/v1/overview"), CW_TOKEN).await;
+    assert_eq!(status, 403, "caseworkers have no overview");
+
+    // The tokens went to the server only as a header: never into its log.
     assert!(!server.log().contains(CW_TOKEN), "the token was logged");
+    assert!(!server.log().contains(SUP_TOKEN), "the token was logged");
 }

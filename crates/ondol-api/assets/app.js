@@ -4,6 +4,8 @@
 // a URL, the DOM after sign-in, or the console.
 //
 // Views (by location.hash, which never holds anything secret):
+//   #/overview            supervisors and admins: their region at a glance
+//                         (the start page for them)
 //   #/alerts              open and acknowledged alerts, most urgent first
 //   #/residents           status board of the caller's residents
 //   #/residents/{id}      one resident: status and 7 days of vitals and activity
@@ -46,6 +48,8 @@
     no_checkin: 'No check-in in the window',
     no_activity: 'No movement seen',
     no_data: 'No data: every device is silent',
+    silent: 'Nothing heard from it for a while',
+    will_offline: 'It reported going offline',
     stalled: 'Ondol itself stopped running for a while',
     ingest_stalled: 'Ondol held device data without storing it',
   };
@@ -62,6 +66,19 @@
   const OUTCOME_LABEL = Object.fromEntries(OUTCOMES);
   OUTCOME_LABEL.cleared_by_resident = 'Cleared by the resident';
   const DEVICE_KINDS = { gateway: 'Gateway', wearable: 'Wearable', button: 'Button', sensor: 'Sensor' };
+  // Why Ondol cannot see a resident (the overview's `reasons`).
+  const UNSEEN_REASONS = {
+    no_data_alert: 'Open alert: no data from any device',
+    all_devices_offline: 'Every device is offline',
+    no_devices: 'No device installed',
+  };
+  // The overview's age bands of open alerts, in its order.
+  const AGE_BANDS = [
+    ['under_15_min', 'Under 15 min'],
+    ['under_1_h', '15 min to 1 h'],
+    ['under_24_h', '1 h to 24 h'],
+    ['older', '24 h or more'],
+  ];
 
   const VITALS = [
     { type: 'heart_rate', title: 'Heart rate', unit: '/min', digits: 0 },
@@ -334,6 +351,7 @@
     $('who-name').textContent = `${me.name} (${me.role})`;
     $('who').hidden = false;
     $('nav').hidden = false;
+    $('nav-overview').hidden = !supervises(me);
     clearError();
     route(true);
     startPolling();
@@ -355,6 +373,7 @@
     $('activity').replaceChildren();
     $('resident-summary').replaceChildren();
     $('resident-alerts').replaceChildren();
+    for (const id of OVERVIEW_PARTS) $(id).replaceChildren();
     $('alert-count').textContent = '';
     $('who').hidden = true;
     $('nav').hidden = true;
@@ -374,6 +393,7 @@
     for (const view of document.querySelectorAll('.view')) view.hidden = view.id !== `view-${name}`;
     for (const link of document.querySelectorAll('.views a')) {
       const current = (name === 'alerts' && link.id === 'nav-alerts')
+        || (name === 'overview' && link.id === 'nav-overview')
         || ((name === 'residents' || name === 'resident') && link.id === 'nav-residents');
       if (current) link.setAttribute('aria-current', 'page');
       else link.removeAttribute('aria-current');
@@ -398,6 +418,11 @@
       loadBoard();
       state.boardTimer = setInterval(loadBoard, BOARD_REFRESH_MS);
       heading = $('residents-title');
+    } else if (onOverview()) {
+      showView('overview');
+      loadOverview();
+      state.boardTimer = setInterval(loadOverview, BOARD_REFRESH_MS);
+      heading = $('overview-title');
     } else {
       showView('alerts');
       renderAlerts();
@@ -678,6 +703,144 @@
     if (target && target.opener && target.opener.isConnected && !target.opener.hidden) target.opener.focus();
   }
 
+  // ------------------------------------------------------------ supervisor's overview
+
+  /** Supervisors and admins have the overview of their region. */
+  const supervises = (me) => Boolean(me) && (me.role === 'supervisor' || me.role === 'admin');
+  /** The overview is where supervisors start, and where #/overview leads. */
+  const onOverview = () => supervises(state.me) && ['', '/overview'].includes(location.hash.replace(/^#/, ''));
+  const OVERVIEW_PARTS = ['overview-figures', 'ov-tiers', 'ov-escalations', 'ov-unseen', 'ov-battery', 'ov-history'];
+
+  function batteryText(d) {
+    if (typeof d.battery_pct !== 'number') return null;
+    return d.battery_low ? el('span', { class: 'offline' }, `battery ${d.battery_pct}% (low)`) : `battery ${d.battery_pct}%`;
+  }
+
+  /**
+   * A table with a caption, column headers and (when a row starts with a
+   * <th>) row headers, in a region that scrolls sideways on narrow screens
+   * and takes focus, so the keyboard can scroll it too.
+   */
+  function dataTable(id, caption, headers, rows, foot) {
+    const captionId = `${id}-caption`;
+    return el('div', { class: 'table-wrap', role: 'region', tabindex: '0', 'aria-labelledby': captionId },
+      el('table', { class: 'board', id },
+        el('caption', { id: captionId, class: 'visually-hidden' }, caption),
+        el('thead', null, el('tr', null, headers.map((h) => el('th', { scope: 'col' }, h)))),
+        el('tbody', null, rows),
+        foot ? el('tfoot', null, foot) : null));
+  }
+
+  const residentLink = (id, name) => el('a', { href: `#/residents/${encodeURIComponent(id)}` }, name || id);
+
+  async function loadOverview() {
+    let data;
+    try {
+      data = await api('/overview');
+    } catch (error) {
+      if (handleCommonError(error)) return;
+      showError(`Could not load the overview: ${error.message}`, 'overview');
+      return;
+    }
+    if (!onOverview()) return; // the user moved on meanwhile
+    clearError('overview');
+    renderOverview(data);
+  }
+
+  function renderOverview(o) {
+    $('overview-title').textContent = o.region ? `Overview: ${o.region}` : 'Overview: all regions';
+    $('overview-updated').textContent = `Updated ${formatter(null, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(Date.now())}`;
+    const open = o.open_alerts;
+    const residents = `${o.residents} resident${o.residents === 1 ? '' : 's'}`;
+    $('overview-scope').textContent = o.region
+      ? `${residents} in ${o.region}. System alerts, which concern every region, are counted too.`
+      : `${residents} in every region.`;
+
+    const figure = (key, term, value, detail) => el('div', { 'data-figure': key },
+      el('dl', null, el('dt', null, term), el('dd', null, el('span', { class: 'figure' }, String(value)), detail ? ` ${detail}` : null)));
+    $('overview-figures').replaceChildren(
+      figure('open', 'Open alerts', open.total, open.total ? `(${open.unacknowledged} not acknowledged)` : null),
+      figure('escalations', 'Escalations waiting', o.escalations_waiting.length),
+      figure('unseen', 'Residents Ondol cannot see', o.unseen_residents.length),
+      figure('battery', `Devices at ${o.low_battery_pct}% battery or less`, o.low_battery.length),
+    );
+
+    // Open alerts: one row per tier, one column per age band.
+    const counts = (t) => [
+      ...AGE_BANDS.map(([key]) => el('td', { class: 'num', 'data-band': key }, t[key])),
+      el('td', { class: 'num', 'data-band': 'total' }, t.total),
+      el('td', { class: 'num', 'data-band': 'unacknowledged' }, t.unacknowledged),
+    ];
+    const sum = (key) => open.by_tier.reduce((n, t) => n + t[key], 0);
+    const all = Object.fromEntries(AGE_BANDS.map(([key]) => [key, sum(key)]));
+    $('ov-tiers').replaceChildren(dataTable('ov-tier-table',
+      'Open and acknowledged alerts by tier (rows) and how long they have been open (columns)',
+      ['Tier', ...AGE_BANDS.map(([, label]) => label), 'Total', 'Not acknowledged'],
+      open.by_tier.map((t) => el('tr', { 'data-severity': t.severity },
+        el('th', { scope: 'row' }, el('span', { class: `tier tier-${t.severity}` }, severityLabel(t.severity))),
+        counts(t))),
+      el('tr', { 'data-severity': 'all' },
+        el('th', { scope: 'row' }, 'All tiers'),
+        counts({ ...all, total: open.total, unacknowledged: open.unacknowledged }))));
+
+    const empty = (text) => el('p', { class: 'empty' }, text);
+    const caseworkers = new Map(o.history.map((h) => [h.id, h.caseworker]));
+
+    $('ov-escalations').replaceChildren(o.escalations_waiting.length
+      ? dataTable('ov-escalation-table', 'Escalated alerts nobody has acknowledged, most urgent first',
+        ['Tier', 'Resident', 'Rule', 'Open for', 'Escalated', 'Caseworker'],
+        o.escalations_waiting.map((a) => el('tr', { 'data-id': a.id, 'data-resident': a.resident_id || null },
+          el('td', null, el('span', { class: `tier tier-${a.severity}` }, severityLabel(a.severity))),
+          el('td', null, a.resident_id ? residentLink(a.resident_id, a.resident_name) : 'System'),
+          el('td', null, `${ruleLabel(a.rule)} (${causeLabel(a.cause)})`),
+          el('td', null, timeElement(a.opened_at, formatDuration(a.open_seconds))),
+          el('td', null, `${a.escalations} time${a.escalations === 1 ? '' : 's'}`),
+          el('td', null, caseworkers.get(a.resident_id) || '—'))))
+      : empty('None: every escalated alert has been acknowledged.'));
+
+    $('ov-unseen').replaceChildren(o.unseen_residents.length
+      ? dataTable('ov-unseen-table', 'Residents Ondol cannot see, longest silent first',
+        ['Resident', 'Why', 'Last heard from', 'Caseworker'],
+        o.unseen_residents.map((r) => el('tr', { 'data-id': r.id },
+          el('td', null, residentLink(r.id, r.name), r.away ? el('span', { class: 'away' }, 'Away (rules paused)') : null),
+          el('td', null, r.reasons.map((why) => UNSEEN_REASONS[why] || why).join('; ')),
+          el('td', null, timeElement(r.last_heard_at, formatAgo(r.last_heard_at))),
+          el('td', null, r.caseworker || '—'))))
+      : empty('None: Ondol hears from every resident.'));
+
+    $('ov-battery-title').textContent = `Devices with low battery (${o.low_battery_pct}% or less)`;
+    $('ov-battery').replaceChildren(o.low_battery.length
+      ? dataTable('ov-battery-table', `Devices at ${o.low_battery_pct}% battery or less, emptiest first`,
+        ['Device', 'Battery', 'Resident', 'Status', 'Last heard from'],
+        o.low_battery.map((d) => el('tr', { 'data-id': d.id },
+          el('td', null, `${DEVICE_KINDS[d.kind] || d.kind} ${d.id}`),
+          el('td', { class: 'num' }, `${d.battery_pct}%`),
+          el('td', null, residentLink(d.resident_id, d.resident_name)),
+          el('td', null, d.online === true ? 'online' : d.online === false ? el('span', { class: 'offline' }, 'offline') : 'unknown'),
+          el('td', null, timeElement(d.last_seen_at, formatAgo(d.last_seen_at))))))
+      : empty(`No device is at ${o.low_battery_pct}% battery or less.`));
+
+    $('ov-history-hint').textContent = `Alerts opened in the last ${o.history_days} days and how they ended; each resident's page lists them one by one.`;
+    $('ov-history').replaceChildren(o.history.length
+      ? dataTable('ov-history-table', `Alerts per resident over the last ${o.history_days} days, with outcomes; residents with the most urgent open alert first`,
+        ['Resident', 'Open now', `Alerts, ${o.history_days} days`, 'Outcomes', 'Last alert', 'Caseworker'],
+        o.history.map((h) => {
+          const resolved = Object.values(h.outcomes).reduce((n, c) => n + c, 0);
+          const outcomes = Object.entries(h.outcomes).map(([key, n]) => `${OUTCOME_LABEL[key] || key}: ${n}`);
+          if (h.alerts > resolved) outcomes.push(`not yet resolved: ${h.alerts - resolved}`);
+          return el('tr', { 'data-id': h.id },
+            el('td', null, residentLink(h.id, h.name)),
+            el('td', null, h.open_alerts
+              ? [el('span', { class: `tier tier-${h.highest_severity}` }, severityLabel(h.highest_severity)), ` ${h.open_alerts}`]
+              : 'None'),
+            el('td', { class: 'num', 'data-field': 'alerts' }, h.alerts),
+            el('td', { 'data-field': 'outcomes' }, outcomes.length ? outcomes.join('; ') : '—'),
+            el('td', null, h.last_alert_at ? timeElement(h.last_alert_at, formatAgo(h.last_alert_at)) : '—'),
+            el('td', null, h.caseworker || '—'));
+        }))
+      : empty('No residents.'));
+  }
+
   // ------------------------------------------------------------ residents board
 
   async function loadBoard() {
@@ -716,9 +879,7 @@
     if (!devices.length) return 'No devices';
     return el('ul', { class: 'devices' }, devices.map((d) => {
       const online = d.online === true ? 'online' : d.online === false ? el('span', { class: 'offline' }, 'offline') : 'status unknown';
-      const battery = typeof d.battery_pct === 'number'
-        ? (d.battery_pct < 20 ? el('span', { class: 'offline' }, `battery ${d.battery_pct}% (low)`) : `battery ${d.battery_pct}%`)
-        : null;
+      const battery = batteryText(d);
       return el('li', null, `${DEVICE_KINDS[d.kind] || d.kind} ${d.id}: `, online, battery ? ', ' : null, battery);
     }));
   }

@@ -8,14 +8,15 @@
 //! - [`context`]: the one place every authenticated request passes through;
 //!   requests on resident data leave an audit entry there ([`audit`]).
 //! - [`error`]: [`ApiError`], the JSON error body; 5xx are opaque.
-//! - [`routes`]: alerts, residents and readings, reports, the admin
-//!   registry, operations, the dashboard.
+//! - [`routes`]: alerts, residents and readings, the supervisor's
+//!   overview, reports, the admin registry, operations, the dashboard.
 //! - [`openapi`]: the OpenAPI 3 document generated from the handlers.
 //! - [`state`]: the shared state and the `[http]` configuration.
 //!
 //! Scopes: a caseworker sees the residents assigned to them, a supervisor
 //! those of their region (all without one) and system alerts, an admin
 //! everyone; an evaluator sees pseudonymised reports only (403 elsewhere).
+//! The overview of a region is for supervisors and admins only.
 //! A resident or alert outside the caller's scope answers 404 exactly like
 //! one that does not exist.
 
@@ -64,6 +65,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/alerts/:id", get(routes::alerts::get))
         .route("/alerts/:id/ack", post(routes::alerts::ack))
         .route("/alerts/:id/resolve", post(routes::alerts::resolve))
+        .route("/overview", get(routes::overview::overview))
         .route("/residents", get(routes::residents::list))
         .route("/residents/:id", get(routes::residents::get))
         .route("/residents/:id/readings", get(routes::residents::readings))

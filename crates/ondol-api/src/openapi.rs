@@ -6,13 +6,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{admin, alerts, fhir, ops, reports, residents};
+use crate::routes::{admin, alerts, fhir, ops, overview, reports, residents};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Ondol API",
-        description = "Remote health and safety checks for seniors who live alone: alerts, the residents' status board and readings, evaluator reports. Bearer tokens per staff member; a resident outside the caller's scope answers 404 exactly like one that does not exist."
+        description = "Remote health and safety checks for seniors who live alone: alerts, the residents' status board and readings, a supervisor's overview of their region, evaluator reports. Bearer tokens per staff member; a resident outside the caller's scope answers 404 exactly like one that does not exist."
     ),
     paths(
         ops::healthz,
@@ -23,6 +23,7 @@ use crate::routes::{admin, alerts, fhir, ops, reports, residents};
         alerts::get,
         alerts::ack,
         alerts::resolve,
+        overview::overview,
         residents::list,
         residents::get,
         residents::readings,
@@ -49,6 +50,12 @@ use crate::routes::{admin, alerts, fhir, ops, reports, residents};
         alerts::AlertPage,
         alerts::AckBody,
         alerts::ResolveBody,
+        overview::Overview,
+        overview::OpenAlerts,
+        overview::TierCount,
+        overview::UnseenResident,
+        overview::LowBatteryDevice,
+        overview::ResidentHistory,
         residents::ResidentStatus,
         residents::DeviceStatus,
         residents::ResidentList,

@@ -13,11 +13,11 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use ondol_model::alert::{Cause, Rule, Severity, Subject};
+use ondol_model::alert::{AlertEvent, Cause, Outcome, Rule, Severity, Subject};
 use ondol_model::reading::{CheckinValue, ReadingType, ReadingValue};
 use ondol_model::{DeviceId, ManualClock, Reading, ResidentId, StaffId};
-use ondol_store::alerts::NewAlert;
-use ondol_store::{Batch, NewReading, Store};
+use ondol_store::alerts::{AlertUpdate, NewAlert};
+use ondol_store::{Batch, NewReading, StatusUpdate, Store};
 
 use crate::*;
 
@@ -134,14 +134,14 @@ fn reading(
     }
 }
 
-fn raise(
-    store: &mut Store,
+/// An alert about `resident` (or a system alert) with cause `no_checkin`.
+fn new_alert(
     rule: Rule,
     resident: Option<&str>,
     severity: Severity,
     opened: Timestamp,
-) -> i64 {
-    let new = NewAlert {
+) -> NewAlert {
+    NewAlert {
         rule,
         subject: resident.map_or(Subject::System, |r| {
             Subject::Resident(ResidentId::new(r).unwrap())
@@ -155,11 +155,24 @@ fn raise(
         local_date: None,
         opened_at: opened,
         next_escalation_at: None,
-    };
-    match store.raise_alert(&new, |_| Vec::new()).unwrap() {
+    }
+}
+
+fn raise_new(store: &mut Store, new: &NewAlert) -> i64 {
+    match store.raise_alert(new, |_| Vec::new()).unwrap() {
         ondol_store::alerts::Raised::New(row) => row.id,
         other => panic!("not raised: {other:?}"),
     }
+}
+
+fn raise(
+    store: &mut Store,
+    rule: Rule,
+    resident: Option<&str>,
+    severity: Severity,
+    opened: Timestamp,
+) -> i64 {
+    raise_new(store, &new_alert(rule, resident, severity, opened))
 }
 
 /// A different number on every call (the test issuer's secrets).
@@ -350,6 +363,7 @@ async fn a_missing_or_wrong_token_is_401_everywhere() {
         "/api/v1/residents",
         "/api/v1/residents/r-1",
         "/api/v1/residents/r-1/readings",
+        "/api/v1/overview",
         "/api/v1/reports/utilisation?from=2026-01-01&to=2026-01-31",
     ] {
         for token in [None, Some("wrong"), Some("")] {
@@ -1597,4 +1611,292 @@ async fn a_request_holding_a_store_connection_does_not_hold_up_the_next() {
     for _ in 0..3 {
         state.with_store(|_| Ok(())).await.unwrap();
     }
+}
+
+/// The fixture plus what a supervisor's overview looks at: escalations,
+/// an acknowledged alert, resident r-2 unseen (a `no_data` alert, and its
+/// only device offline), batteries, and r-1's resolved alerts inside and
+/// outside the 30-day history. The clock stands at `at(60)`.
+async fn overview_fixture() -> Fixture {
+    let f = fixture();
+    let (caseworker_alarm, r2_alarm) = (f.alarm_r1, f.alert_r2);
+    let day = 24 * 60;
+    f.state
+        .with_store(move |store| {
+            let escalate = AlertUpdate {
+                event: AlertEvent::Escalated,
+                severity: None,
+                escalated: true,
+                next_escalation_at: None,
+                note: None,
+            };
+            for id in [caseworker_alarm, r2_alarm] {
+                store
+                    .update_alert(id, &escalate, at(20), |_| Vec::new())
+                    .unwrap()
+                    .unwrap();
+            }
+            store
+                .acknowledge_alert(caseworker_alarm, "cw-01", at(25), None)
+                .unwrap()
+                .unwrap();
+            raise_new(
+                store,
+                &NewAlert {
+                    subject: Subject::Device(DeviceId::new("gw-2").unwrap()),
+                    device_id: Some(DeviceId::new("gw-2").unwrap()),
+                    cause: Cause::Silent,
+                    ..new_alert(Rule::DeviceOffline, Some("r-2"), Severity::Low, at(50))
+                },
+            );
+            raise_new(
+                store,
+                &NewAlert {
+                    cause: Cause::NoData,
+                    ..new_alert(Rule::Inactivity, Some("r-2"), Severity::Caution, at(-3000))
+                },
+            );
+            for (days, outcome) in [
+                (3, Outcome::NeededHelp),
+                (10, Outcome::FalseAlarmDevice),
+                (40, Outcome::ResidentOk),
+            ] {
+                let id = raise(
+                    store,
+                    Rule::HelpRequest,
+                    Some("r-1"),
+                    Severity::Critical,
+                    at(-days * day),
+                );
+                store
+                    .resolve_alert(id, "cw-01", outcome, at(-days * day + 30), None)
+                    .unwrap()
+                    .unwrap();
+            }
+            let status = |device: &str, resident: &str, online: bool, battery: u8| StatusUpdate {
+                device_id: DeviceId::new(device).unwrap(),
+                resident_id: Some(ResidentId::new(resident).unwrap()),
+                status: ondol_model::wire::DeviceStatus {
+                    online,
+                    battery_pct: Some(battery),
+                    rssi_dbm: None,
+                    firmware: None,
+                },
+                received_at: at(55),
+            };
+            store
+                .commit_batch(&Batch {
+                    statuses: vec![
+                        status("wr-1", "r-1", true, 15),
+                        status("gw-1", "r-1", true, 80),
+                        status("gw-2", "r-2", false, 20),
+                    ],
+                    ..Batch::default()
+                })
+                .unwrap();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    f
+}
+
+fn ids_of(list: &Value, key: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_supervisor_overview_counts_their_region_by_tier_and_age() {
+    let f = overview_fixture().await;
+    let answer = get(&f.state, "/api/v1/overview", "token-sup-g").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let o = answer.json();
+    assert_eq!(o["region"], "gangjin");
+    assert_eq!(o["generated_at"], at(60).to_string());
+    assert_eq!(o["residents"], 2);
+
+    // Open: r-1 caution (59 min) and alarm (acknowledged, 58 min); r-2
+    // alarm (57 min), device offline (10 min), no-data caution (51 h); the
+    // system alert (critical, 56 min).
+    let open = &o["open_alerts"];
+    assert_eq!(
+        (&open["total"], &open["unacknowledged"], &open["system"]),
+        (&json!(6), &json!(5), &json!(1))
+    );
+    let tiers: Vec<Value> = open["by_tier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            json!([
+                t["severity"],
+                t["total"],
+                t["unacknowledged"],
+                t["under_15_min"],
+                t["under_1_h"],
+                t["under_24_h"],
+                t["older"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        tiers,
+        [
+            json!(["critical", 1, 1, 0, 1, 0, 0]),
+            json!(["danger", 0, 0, 0, 0, 0, 0]),
+            json!(["alarm", 2, 1, 0, 2, 0, 0]),
+            json!(["caution", 2, 2, 0, 1, 0, 1]),
+            json!(["low", 1, 1, 1, 0, 0, 0]),
+        ]
+    );
+
+    // Escalated and acknowledged (r-1's alarm) is no longer waiting.
+    let waiting = &o["escalations_waiting"];
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "{waiting}");
+    assert_eq!(waiting[0]["id"], f.alert_r2);
+    assert_eq!(waiting[0]["resident_name"], "Test Resident Two");
+    assert_eq!(waiting[0]["escalations"], 1);
+
+    let unseen = &o["unseen_residents"];
+    assert_eq!(ids_of(unseen, "id"), ["r-2"]);
+    assert_eq!(
+        unseen[0]["reasons"],
+        json!(["no_data_alert", "all_devices_offline"])
+    );
+    assert_eq!(unseen[0]["last_heard_at"], at(55).to_string());
+    assert_eq!(unseen[0]["caseworker"], "cw-02");
+
+    // At or below 20 %, emptiest first; gw-1 at 80 % is fine.
+    assert_eq!(o["low_battery_pct"], 20);
+    let low = &o["low_battery"];
+    assert_eq!(ids_of(low, "id"), ["wr-1", "gw-2"]);
+    assert_eq!(
+        (
+            &low[0]["battery_pct"],
+            &low[0]["resident_id"],
+            &low[0]["kind"]
+        ),
+        (&json!(15), &json!("r-1"), &json!("wearable"))
+    );
+    assert_eq!(low[1]["online"], false);
+
+    // r-1: two open, two help requests resolved within 30 days (the one
+    // 40 days ago is outside); r-2: three open, none resolved.
+    assert_eq!(o["history_days"], 30);
+    let history = &o["history"];
+    assert_eq!(ids_of(history, "id"), ["r-1", "r-2"]);
+    assert_eq!(
+        history[0],
+        json!({
+            "id": "r-1", "name": "Test Resident One", "caseworker": "cw-01",
+            "open_alerts": 2, "highest_severity": "alarm", "alerts": 4,
+            "outcomes": {"false_alarm_device": 1, "needed_help": 1},
+            "last_alert_at": at(2).to_string(),
+        })
+    );
+    assert_eq!(
+        (
+            &history[1]["alerts"],
+            &history[1]["open_alerts"],
+            &history[1]["outcomes"]
+        ),
+        (&json!(3), &json!(3), &json!({}))
+    );
+
+    // The board marks the same batteries low.
+    let board = get(&f.state, "/api/v1/residents/r-1", "token-sup-g")
+        .await
+        .json();
+    let flags: Vec<Value> = board["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| json!([d["id"], d["battery_low"]]))
+        .collect();
+    assert_eq!(flags, [json!(["gw-1", false]), json!(["wr-1", true])]);
+}
+
+#[tokio::test]
+async fn the_overview_is_scoped_audited_and_refused_to_caseworkers_and_evaluators() {
+    let f = overview_fixture().await;
+    // A supervisor of the other region sees none of gangjin: only their
+    // resident (away, no device) and the system alert every supervisor gets.
+    let staff = call(
+        &f.state,
+        "PUT",
+        "/api/v1/admin/staff/sup-a",
+        Some("token-adm-1"),
+        Some(json!({"name": "Supervisor Alentejo", "role": "supervisor", "region": "alentejo"})),
+    )
+    .await;
+    assert_eq!(staff.status, StatusCode::OK, "{}", staff.text);
+    let other = get(&f.state, "/api/v1/overview", "token-sup-a").await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text);
+    for gangjin in [
+        "\"r-1\"",
+        "\"r-2\"",
+        "Test Resident One",
+        "Test Resident Two",
+        "wr-1",
+        "gw-2",
+    ] {
+        assert!(
+            !other.text.contains(gangjin),
+            "{gangjin} leaked: {}",
+            other.text
+        );
+    }
+    let o = other.json();
+    assert_eq!(o["region"], "alentejo");
+    assert_eq!(o["residents"], 1);
+    assert_eq!(o["open_alerts"]["total"], 1);
+    assert_eq!(o["open_alerts"]["system"], 1);
+    assert_eq!(o["escalations_waiting"], json!([]));
+    assert_eq!(o["low_battery"], json!([]));
+    assert_eq!(ids_of(&o["unseen_residents"], "id"), ["r-3"]);
+    assert_eq!(o["unseen_residents"][0]["reasons"], json!(["no_devices"]));
+    assert_eq!(o["unseen_residents"][0]["away"], true);
+    assert_eq!(o["unseen_residents"][0]["last_heard_at"], Value::Null);
+    assert_eq!(ids_of(&o["history"], "id"), ["r-3"]);
+
+    // An admin sees every region.
+    let all = get(&f.state, "/api/v1/overview", "token-adm-1")
+        .await
+        .json();
+    assert_eq!(all["region"], Value::Null);
+    assert_eq!(all["residents"], 3);
+    assert_eq!(ids_of(&all["unseen_residents"], "id"), ["r-3", "r-2"]);
+
+    // Caseworkers and evaluators: 403.
+    for token in ["token-cw-01", "token-ev-1"] {
+        let answer = get(&f.state, "/api/v1/overview", token).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{token}");
+        assert_eq!(answer.error_code(), "forbidden");
+    }
+
+    // Every read is audited with the residents it showed; refusals too.
+    let overview: Vec<_> = audit_log(&f.state)
+        .await
+        .into_iter()
+        .filter(|e| e.2 == "GET /api/v1/overview")
+        .collect();
+    assert_eq!(
+        overview,
+        [
+            entry("sup-a", "supervisor", "GET /api/v1/overview", &["r-3"], 200),
+            entry(
+                "adm-1",
+                "admin",
+                "GET /api/v1/overview",
+                &["r-1", "r-2", "r-3"],
+                200
+            ),
+            entry("cw-01", "caseworker", "GET /api/v1/overview", &[], 403),
+            entry("ev-1", "evaluator", "GET /api/v1/overview", &[], 403),
+        ]
+    );
 }

@@ -1,6 +1,8 @@
 //! Queries the HTTP API needs beyond the alerting and ingest ones: the
-//! caller's staff row and pages of alerts in a caller's scope.
+//! caller's staff row, pages of alerts in a caller's scope and the alerts
+//! behind a supervisor's overview.
 
+use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use ondol_model::StaffId;
@@ -147,5 +149,35 @@ impl Store {
                 i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX),
             ],
         )
+    }
+
+    /// Every alert about these residents (about any resident when `None`)
+    /// opened at or after `since`, newest first: the alert history of a
+    /// supervisor's overview. Two statements, so that each seeks its index
+    /// (`alerts_by_resident` per resident, `alerts_by_status` by time)
+    /// instead of scanning every alert.
+    pub fn resident_alerts_since(
+        &self,
+        residents: Option<&[String]>,
+        since: Timestamp,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        const ORDER: &str = "ORDER BY opened_ms DESC, id DESC";
+        match residents {
+            Some(residents) => alerts_where(
+                &self.conn,
+                &format!(
+                    "resident_id IN (SELECT value FROM json_each(?2)) AND opened_ms >= ?1 {ORDER}"
+                ),
+                params![
+                    since.as_millisecond(),
+                    serde_json::to_string(residents).unwrap_or_else(|_| "[]".into())
+                ],
+            ),
+            None => alerts_where(
+                &self.conn,
+                &format!("resident_id IS NOT NULL AND opened_ms >= ?1 {ORDER}"),
+                params![since.as_millisecond()],
+            ),
+        }
     }
 }

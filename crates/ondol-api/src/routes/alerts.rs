@@ -166,7 +166,7 @@ fn transition_json(t: &Transition) -> AlertTransition {
 }
 
 /// Resident id → name, for the residents in scope.
-fn names_in_scope(roster: &Roster, scope: &Scope) -> HashMap<String, String> {
+pub(crate) fn names_in_scope(roster: &Roster, scope: &Scope) -> HashMap<String, String> {
     scope
         .residents(roster)
         .into_iter()
@@ -175,7 +175,7 @@ fn names_in_scope(roster: &Roster, scope: &Scope) -> HashMap<String, String> {
 }
 
 /// Whether the caller may see `alert`.
-fn visible(alert: &AlertRow, scope: &Scope, names: &HashMap<String, String>) -> bool {
+pub(crate) fn visible(alert: &AlertRow, scope: &Scope, names: &HashMap<String, String>) -> bool {
     match &alert.resident_id {
         Some(resident) => names.contains_key(resident.as_str()),
         None => scope.sees_system_alerts(),

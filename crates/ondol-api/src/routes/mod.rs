@@ -5,5 +5,6 @@ pub mod alerts;
 pub mod dashboard;
 pub mod fhir;
 pub mod ops;
+pub mod overview;
 pub mod reports;
 pub mod residents;

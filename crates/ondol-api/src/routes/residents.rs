@@ -46,7 +46,7 @@ pub struct ResidentStatus {
     pub devices: Vec<DeviceStatus>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeviceStatus {
     pub id: String,
     /// gateway, wearable, button or sensor.
@@ -57,7 +57,16 @@ pub struct DeviceStatus {
     #[schema(format = DateTime)]
     pub last_seen_at: Option<String>,
     pub battery_pct: Option<u8>,
+    /// Whether `battery_pct` is at or below the low-battery threshold
+    /// (20 %); false while unknown.
+    pub battery_low: bool,
 }
+
+/// A battery at or below this share is low: the board marks it and the
+/// supervisor's overview lists the device. Devices report their charge in
+/// their status messages; at 20 % a typical wearable or button has a few
+/// days left, time enough for a caseworker's visit to change it.
+pub const LOW_BATTERY_PCT: u8 = 20;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ResidentList {
@@ -93,16 +102,18 @@ pub struct ReadingPage {
     pub next_cursor: Option<String>,
 }
 
-/// Everything the board needs, read once per request.
-struct Board {
-    roster: Roster,
+/// Everything the board (and the supervisor's overview) needs, read once
+/// per request.
+pub(crate) struct Board {
+    pub(crate) roster: Roster,
     activity: HashMap<String, ResidentActivityRow>,
     devices: HashMap<String, DeviceStateRow>,
-    alerts: Vec<AlertRow>,
+    /// Open and acknowledged alerts, of everyone (system alerts too).
+    pub(crate) alerts: Vec<AlertRow>,
 }
 
 impl Board {
-    fn load(store: &Store) -> Result<Board, ApiError> {
+    pub(crate) fn load(store: &Store) -> Result<Board, ApiError> {
         Ok(Board {
             roster: store
                 .load_roster()
@@ -125,7 +136,7 @@ impl Board {
         })
     }
 
-    fn status(&self, resident: &Resident, now: Timestamp) -> ResidentStatus {
+    pub(crate) fn status(&self, resident: &Resident, now: Timestamp) -> ResidentStatus {
         let today = now.to_zoned(resident.timezone.clone()).date();
         let activity = self.activity.get(resident.id.as_str());
         let open: Vec<&AlertRow> = self
@@ -147,6 +158,9 @@ impl Board {
                     online: state.and_then(|s| s.online),
                     last_seen_at: seen.map(timestamp),
                     battery_pct: state.and_then(|s| s.battery_pct),
+                    battery_low: state
+                        .and_then(|s| s.battery_pct)
+                        .is_some_and(|pct| pct <= LOW_BATTERY_PCT),
                 }
             })
             .collect();
