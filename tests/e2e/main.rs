@@ -13,6 +13,7 @@ mod backfill;
 mod cli;
 mod compose;
 mod dashboard;
+mod demo;
 mod external_broker;
 mod influx;
 mod ingest;

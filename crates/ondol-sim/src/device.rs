@@ -106,6 +106,8 @@ pub(crate) struct DeviceSpec {
     pub connect_at: Instant,
     /// Whether this device drops offline now and then.
     pub flaky: bool,
+    /// Readings it is cued to send on top of its days ([`crate::Cue`]).
+    pub cued: Vec<Reading>,
 }
 
 /// What the logic wants the link to be.
@@ -414,6 +416,8 @@ struct Logic {
     rng: SmallRng,
     /// Whether any of the home's readings are this device's to send.
     has_role: bool,
+    /// Cued readings not yet in `plan`, in time order.
+    cued: VecDeque<Reading>,
     /// Today's remaining readings for this device, in time order.
     plan: VecDeque<Reading>,
     /// The local date `plan` came from, and when that day ends.
@@ -446,7 +450,10 @@ impl Logic {
         room: Arc<Notify>,
     ) -> Self {
         let home = Arc::clone(&spec.home);
-        let has_role = schedule::has_role(spec.index, &home.kinds, home.profile.room_count());
+        let has_role = schedule::has_role(spec.index, &home.kinds, home.profile.room_count())
+            || !spec.cued.is_empty();
+        let mut cued = spec.cued.clone();
+        cued.sort_by_key(|r| r.ts);
         let outages = spec
             .flaky
             .then(|| Outages::new(device_rng(&fleet, &spec.id, 3), fleet.start));
@@ -462,6 +469,7 @@ impl Logic {
             want,
             room,
             has_role,
+            cued: cued.into(),
             plan: VecDeque::new(),
             plan_date: start_date,
             plan_end: Timestamp::MIN,
@@ -490,10 +498,17 @@ impl Logic {
             return;
         };
         self.plan_end = end;
+        let start = self.fleet.start;
+        while self.cued.front().is_some_and(|r| r.ts < end) {
+            if let Some(reading) = self.cued.pop_front()
+                && reading.ts >= start
+            {
+                self.plan.push_back(reading);
+            }
+        }
         if !self.has_role {
             return;
         }
-        let start = self.fleet.start;
         let plan = schedule::day_plan(
             &self.home.profile,
             &self.home.timezone,
@@ -506,6 +521,7 @@ impl Logic {
                 .map(|p| p.reading)
                 .filter(|r| r.ts >= start),
         );
+        self.plan.make_contiguous().sort_by_key(|r| r.ts);
     }
 
     fn can_send(&self) -> bool {

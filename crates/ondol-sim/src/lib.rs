@@ -22,6 +22,8 @@
 //! - `garbage`: malformed messages aimed at each refusal of ingest.
 //! - `homes`: homes from a roster, or a synthetic roster and its homes.
 //! - `report`: fleet-wide counters and the final report.
+//! - [`Cue`] (here): scripted moments on top of the homes' days (the live
+//!   demo's help press and forgotten check-in).
 
 mod clock;
 mod device;
@@ -37,9 +39,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use ondol_model::roster::DeviceKind;
-use ondol_model::{DeviceId, ResidentId};
+use ondol_model::{DeviceId, Reading, ReadingType, ReadingValue, ResidentId};
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -108,6 +111,9 @@ pub struct SimConfig {
     pub summary_interval: Duration,
     /// Broker passwords of devices that need one (username is the device id).
     pub device_passwords: HashMap<DeviceId, DevicePassword>,
+    /// Scripted moments on top of the homes' days (the live demo's help
+    /// press, a missed check-in).
+    pub cues: Vec<Cue>,
 }
 
 /// Devices per second the default connect ramp admits.
@@ -143,6 +149,7 @@ impl Default for SimConfig {
             backoff_cap: Duration::from_secs(30),
             summary_interval: Duration::from_secs(10),
             device_passwords: HashMap::new(),
+            cues: Vec::new(),
         }
     }
 }
@@ -237,6 +244,18 @@ impl SimConfig {
         if devices == 0 {
             problems.push("homes contain no devices".to_owned());
         }
+        let residents: HashSet<&ResidentId> = self.homes.iter().map(|h| &h.resident_id).collect();
+        for cue in &self.cues {
+            match cue {
+                Cue::Send { device, .. } if !seen.contains(device) => {
+                    problems.push(format!("a cue names device {device}, which no home has"));
+                }
+                Cue::SkipCheckin { resident, .. } if !residents.contains(resident) => {
+                    problems.push(format!("a cue names resident {resident}, who has no home"));
+                }
+                _ => {}
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -252,6 +271,20 @@ pub struct SimHome {
     /// The resident's zone: days, nights and the check-in window are local to it.
     pub timezone: TimeZone,
     pub devices: Vec<SimDevice>,
+}
+
+/// A scripted moment of a run, on top of the homes' ordinary days.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cue {
+    /// `device` sends one reading `after` the run's start, stamped then.
+    Send {
+        device: DeviceId,
+        after: Duration,
+        reading_type: ReadingType,
+        value: ReadingValue,
+    },
+    /// The resident does not check in on this local date.
+    SkipCheckin { resident: ResidentId, date: Date },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,8 +398,17 @@ pub async fn run_observed(
     let ramp = config.effective_connect_ramp();
     let mut device_count = 0usize;
     for home in &config.homes {
+        let mut profile = HomeProfile::new(config.seed, &home.resident_id, &behaviour);
+        profile.skips_checkin = config
+            .cues
+            .iter()
+            .filter_map(|cue| match cue {
+                Cue::SkipCheckin { resident, date } if *resident == home.resident_id => Some(*date),
+                _ => None,
+            })
+            .collect();
         let shared = Arc::new(Home {
-            profile: HomeProfile::new(config.seed, &home.resident_id, &behaviour),
+            profile,
             timezone: home.timezone.clone(),
             kinds: home.devices.iter().map(|d| d.kind).collect(),
         });
@@ -387,6 +429,7 @@ pub async fn run_observed(
                     .map(|p| p.expose().to_owned()),
                 connect_at: origin + ramp.mul_f64(ramp_rng.random::<f64>()),
                 flaky: flaky_rng.random_bool(config.offline_share),
+                cued: cued_readings(&config, &device.id),
             };
             tasks.spawn(device::run(spec, Arc::clone(&fleet), shutdown.clone()));
             device_count += 1;
@@ -435,6 +478,32 @@ pub async fn run_observed(
     let report = counters.snapshot();
     info!(%report, "simulator stopped");
     Ok(report)
+}
+
+/// The readings `device` is cued to send, stamped at their moments.
+fn cued_readings(config: &SimConfig, device: &DeviceId) -> Vec<Reading> {
+    config
+        .cues
+        .iter()
+        .filter_map(|cue| match cue {
+            Cue::Send {
+                device: who,
+                after,
+                reading_type,
+                value,
+            } if who == device => {
+                let after = jiff::SignedDuration::try_from(*after).ok()?;
+                let ts = config.start.checked_add(after).ok()?;
+                Some(Reading {
+                    reading_type: *reading_type,
+                    value: *value,
+                    sensor: None,
+                    ts: Timestamp::from_millisecond(ts.as_millisecond()).ok()?,
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn log_progress(counters: &Counters, clock: &SimClock) {
@@ -505,6 +574,26 @@ mod tests {
             assert!(text.contains(key), "missing {key} in {text}");
         }
         assert!(!SimError::InvalidConfig { problems }.is_retryable());
+
+        let stranger = SimConfig {
+            cues: vec![
+                Cue::Send {
+                    device: DeviceId::new("nobody").expect("id"),
+                    after: Duration::from_secs(1),
+                    reading_type: ReadingType::Fall,
+                    value: ReadingValue::Fall,
+                },
+                Cue::SkipCheckin {
+                    resident: ResidentId::new("r-none").expect("id"),
+                    date: Date::constant(2026, 12, 8),
+                },
+            ],
+            ..config.clone()
+        };
+        let Err(SimError::InvalidConfig { problems }) = stranger.validate() else {
+            panic!("cues for strangers are refused");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(SimConfig::new("h", 1, Vec::new()).validate().is_err());
     }
 

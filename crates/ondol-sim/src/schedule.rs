@@ -56,6 +56,8 @@ pub(crate) struct HomeProfile {
     diastolic: f64,
     standby_w: f64,
     indoor_c: f64,
+    /// Local dates the resident does not check in ([`crate::Cue::SkipCheckin`]).
+    pub skips_checkin: Vec<Date>,
 }
 
 impl HomeProfile {
@@ -86,6 +88,7 @@ impl HomeProfile {
             diastolic: round1((systolic - rng.random_range(35.0..55.0)).max(60.0)),
             standby_w: round1(rng.random_range(1.5..6.0)),
             indoor_c: rng.random_range(19.0..24.0),
+            skips_checkin: Vec::new(),
         }
     }
 
@@ -308,7 +311,8 @@ pub(crate) fn day_plan(
     };
 
     // The morning check-in, unless skipped today or the resident is silent then.
-    let missed = rng.random_bool(behaviour.missed_checkin_share);
+    let missed =
+        rng.random_bool(behaviour.missed_checkin_share) || profile.skips_checkin.contains(&date);
     let (from, to) = CHECKIN_WINDOW_SECS;
     if let Some(t) = local(tz, date, rng.random_range(from + 300..to - 600))
         && !missed
@@ -724,6 +728,25 @@ mod tests {
             (0.22..0.38).contains(&share_missed),
             "missed {share_missed}"
         );
+    }
+
+    #[test]
+    fn a_resident_cued_to_skip_a_checkin_skips_that_day_only() {
+        let seoul = tz("Asia/Seoul");
+        let date = Date::constant(2026, 12, 8);
+        let mut profile = HomeProfile::new(4, &resident(6), &EVERYONE_CHECKS_IN);
+        profile.skips_checkin = vec![date];
+        let plan = |date| day_plan(&profile, &seoul, date, &EVERYONE_CHECKS_IN);
+        assert!(checkins(&plan(date)).is_empty());
+        assert_eq!(checkins(&plan(date.tomorrow().expect("date"))).len(), 1);
+        // Skipping changes nothing else of the day.
+        let mut usual = profile.clone();
+        usual.skips_checkin.clear();
+        let without: Vec<Planned> = day_plan(&usual, &seoul, date, &EVERYONE_CHECKS_IN)
+            .into_iter()
+            .filter(|p| p.reading.reading_type != ReadingType::Checkin)
+            .collect();
+        assert_eq!(plan(date), without);
     }
 
     #[test]

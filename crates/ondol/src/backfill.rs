@@ -310,9 +310,10 @@ pub fn backfill(
             residents: homes.len(),
             ..Summary::default()
         },
+        beside_live: false,
     };
     for home in &homes {
-        writer.home(home, plan)?;
+        writer.home(home, &Stretch::days(plan.first_day(), plan.until))?;
         progress(u64::from(plan.days), writer.summary.readings);
     }
     writer.flush()?;
@@ -322,13 +323,148 @@ pub fn backfill(
     Ok(summary)
 }
 
+/// Recent history for the residents of a roster already in the store (the
+/// demo's week): what [`fill`] writes.
+#[derive(Debug, Clone)]
+pub struct Fill {
+    /// The residents and the devices bound to them at `until`; a resident
+    /// without a device or a caseworker gets no history.
+    pub roster: Roster,
+    /// The same seed gives the same days.
+    pub seed: u64,
+    /// Each resident's history starts here (e.g. after their last stored
+    /// reading, so a rerun adds only what is missing) ...
+    pub from: HashMap<ResidentId, Timestamp>,
+    /// ... or here, for residents not in `from`.
+    pub default_from: Timestamp,
+    /// The history ends before this instant; an alert of the history is
+    /// written only if it was handled by then.
+    pub until: Timestamp,
+    /// A resident who does not check in on a local date.
+    pub forgets_checkin: Option<(ResidentId, Date)>,
+}
+
+/// Writes the history of [`Fill`] into `store` through the same code paths
+/// as [`backfill`], beside whatever is there: readings already stored are
+/// duplicates, and an alert that alerting raised (or that is still open)
+/// is left alone. No record of the run is kept: a rerun with the same
+/// parameters writes nothing new.
+pub fn fill(store: &mut Store, fill: &Fill, limits: &DecodeLimits) -> anyhow::Result<Summary> {
+    let homes = roster_homes(fill);
+    let index = RosterIndex::new(&fill.roster);
+    store.set_bulk_load(true)?;
+    let mut writer = Writer {
+        store,
+        judge: Judge::new(limits.clone()),
+        index: &index,
+        batch: Batch::default(),
+        summary: Summary {
+            residents: homes.len(),
+            ..Summary::default()
+        },
+        beside_live: true,
+    };
+    for home in &homes {
+        let from = fill
+            .from
+            .get(&home.resident.id)
+            .copied()
+            .unwrap_or(fill.default_from);
+        if from >= fill.until {
+            continue;
+        }
+        let tz = &home.resident.timezone;
+        writer.home(
+            home,
+            &Stretch {
+                first: local_date(tz, from),
+                last: local_date(tz, fill.until),
+                from: Some(from),
+                until: Some(fill.until),
+            },
+        )?;
+    }
+    let flushed = writer.flush();
+    let summary = writer.summary;
+    store.set_bulk_load(false)?;
+    flushed?;
+    Ok(summary)
+}
+
+/// The homes of [`Fill::roster`]: each resident's first gateway (or first
+/// device), button, wearable and sensor, and traits drawn from the seed.
+fn roster_homes(fill: &Fill) -> Vec<Home> {
+    let mut homes = Vec::new();
+    for resident in &fill.roster.residents {
+        let Some(caseworker) = resident.caseworker.clone() else {
+            continue;
+        };
+        let devices: Vec<&Device> = fill
+            .roster
+            .devices
+            .iter()
+            .filter(|d| d.active && d.resident_at(fill.until) == Some(&resident.id))
+            .collect();
+        let first = |kind: DeviceKind| {
+            devices
+                .iter()
+                .find(|d| d.kind == kind)
+                .map(|d| d.id.clone())
+        };
+        let Some(gateway) =
+            first(DeviceKind::Gateway).or_else(|| devices.first().map(|d| d.id.clone()))
+        else {
+            continue;
+        };
+        let key = mix(fill.seed ^ mix(seed_of(resident.id.as_str())));
+        let devices = HomeDevices {
+            gateway,
+            button: first(DeviceKind::Button),
+            wearable: first(DeviceKind::Wearable),
+            sensor: first(DeviceKind::Sensor),
+        };
+        // Traits first, from their own stream: a resident is the same
+        // person whatever stretch of history is written.
+        let mut home = make_home(
+            resident.clone(),
+            devices,
+            caseworker,
+            Vec::new(),
+            key,
+            &mut rng(&[key, 1]),
+        );
+        home.spells = spells(
+            &mut rng(&[key, 3]),
+            resident,
+            local_date(&resident.timezone, fill.default_from),
+            local_date(&resident.timezone, fill.until),
+        );
+        home.forgets_checkin = fill
+            .forgets_checkin
+            .as_ref()
+            .filter(|(who, _)| *who == resident.id)
+            .map(|(_, date)| *date);
+        homes.push(home);
+    }
+    homes
+}
+
+/// A stable 64-bit number for an id (FNV-1a), the same on every machine.
+fn seed_of(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// One synthetic home: the resident, the devices and the traits that shape
 /// its days.
 #[derive(Debug)]
 struct Home {
     resident: Resident,
     gateway: DeviceId,
-    button: DeviceId,
+    /// The check-in button; without one the resident checks in (and asks
+    /// for help) at the gateway.
+    button: Option<DeviceId>,
     wearable: Option<DeviceId>,
     sensor: Option<DeviceId>,
     caseworker: StaffId,
@@ -345,8 +481,59 @@ struct Home {
     indoor_c: f64,
     /// Silent spells `[start, end)`, in order, not overlapping.
     spells: Vec<(Timestamp, Timestamp)>,
+    /// A local date the resident does not check in at all (the live demo's
+    /// missed check-in), whatever the dice say.
+    forgets_checkin: Option<Date>,
     /// This home's random stream for its days.
     key: u64,
+}
+
+impl Home {
+    /// The device the resident presses: the button, or the gateway.
+    fn button(&self) -> &DeviceId {
+        self.button.as_ref().unwrap_or(&self.gateway)
+    }
+}
+
+/// The devices of one home, by kind.
+struct HomeDevices {
+    gateway: DeviceId,
+    button: Option<DeviceId>,
+    wearable: Option<DeviceId>,
+    sensor: Option<DeviceId>,
+}
+
+/// A home for `resident` with its traits drawn from `r` (in a fixed order:
+/// a seed gives the same home every time).
+fn make_home(
+    resident: Resident,
+    devices: HomeDevices,
+    caseworker: StaffId,
+    spells: Vec<(Timestamp, Timestamp)>,
+    key: u64,
+    r: &mut SmallRng,
+) -> Home {
+    Home {
+        gateway: devices.gateway,
+        button: devices.button,
+        wearable: devices.wearable,
+        sensor: devices.sensor,
+        caseworker,
+        on_time: r.random_range(0.75..0.98),
+        late: r.random_range(0.0..0.05),
+        wake_min: r.random_range(330..450),
+        bed_min: r.random_range(1260..1380),
+        blood_pressure: r.random_bool(0.5),
+        glucose: r.random_bool(0.2),
+        resting_hr: r.random_range(58.0..80.0),
+        systolic: r.random_range(112.0..146.0),
+        weight_kg: (r.random_range(42.0..85.0_f64) * 10.0).round() / 10.0,
+        indoor_c: r.random_range(19.0..24.0),
+        spells,
+        forgets_checkin: None,
+        key,
+        resident,
+    }
 }
 
 /// SplitMix64's finaliser: a cheap, well-mixed 64-bit hash.
@@ -481,43 +668,36 @@ fn homes(plan: &Plan) -> anyhow::Result<Vec<Home>> {
                 checkin,
                 away,
             };
-            let spells = spells(&mut r, &resident, plan);
+            let spells = spells(&mut r, &resident, plan.first_day(), plan.until);
             let wearable = r.random_bool(0.7);
             let sensor = r.random_bool(0.8);
-            Ok(Home {
+            let devices = HomeDevices {
                 gateway: id(DeviceId::new, format!("gw-{number}"))?,
-                button: id(DeviceId::new, format!("bt-{number}"))?,
+                button: Some(id(DeviceId::new, format!("bt-{number}"))?),
                 wearable: wearable
                     .then(|| id(DeviceId::new, format!("wb-{number}")))
                     .transpose()?,
                 sensor: sensor
                     .then(|| id(DeviceId::new, format!("ps-{number}")))
                     .transpose()?,
-                caseworker,
-                on_time: r.random_range(0.75..0.98),
-                late: r.random_range(0.0..0.05),
-                wake_min: r.random_range(330..450),
-                bed_min: r.random_range(1260..1380),
-                blood_pressure: r.random_bool(0.5),
-                glucose: r.random_bool(0.2),
-                resting_hr: r.random_range(58.0..80.0),
-                systolic: r.random_range(112.0..146.0),
-                weight_kg: (r.random_range(42.0..85.0_f64) * 10.0).round() / 10.0,
-                indoor_c: r.random_range(19.0..24.0),
-                spells,
-                key,
-                resident,
-            })
+            };
+            Ok(make_home(
+                resident, devices, caseworker, spells, key, &mut r,
+            ))
         })
         .collect()
 }
 
 /// Silent spells of 12–72 h, about three a year, inside the history (a
 /// spell is cut at its end: the devices are back when it closes).
-fn spells(r: &mut SmallRng, resident: &Resident, plan: &Plan) -> Vec<(Timestamp, Timestamp)> {
+fn spells(
+    r: &mut SmallRng,
+    resident: &Resident,
+    first_day: Date,
+    last_day: Date,
+) -> Vec<(Timestamp, Timestamp)> {
     let tz = &resident.timezone;
-    let Some(end) = plan
-        .until
+    let Some(end) = last_day
         .tomorrow()
         .ok()
         .and_then(|d| d.to_zoned(tz.clone()).ok())
@@ -528,9 +708,9 @@ fn spells(r: &mut SmallRng, resident: &Resident, plan: &Plan) -> Vec<(Timestamp,
     let mut out: Vec<(Timestamp, Timestamp)> = Vec::new();
     for date in resident
         .enrolled_from
-        .max(plan.first_day())
+        .max(first_day)
         .series(1.day())
-        .take_while(|d| *d <= plan.until)
+        .take_while(|d| *d <= last_day)
     {
         if !r.random_bool(3.0 / 365.0) {
             continue;
@@ -565,7 +745,7 @@ fn roster_of(homes: &[Home]) -> anyhow::Result<Roster> {
         }
         let devices = [
             (Some(&home.gateway), DeviceKind::Gateway),
-            (Some(&home.button), DeviceKind::Button),
+            (home.button.as_ref(), DeviceKind::Button),
             (home.wearable.as_ref(), DeviceKind::Wearable),
             (home.sensor.as_ref(), DeviceKind::Sensor),
         ];
@@ -634,24 +814,60 @@ struct Writer<'a> {
     index: &'a RosterIndex,
     batch: Batch,
     summary: Summary,
+    /// Alerting has run on this store: an alert of the history that it
+    /// knows already (or that is still open for staff) is left alone.
+    beside_live: bool,
+}
+
+/// The part of a history to write: whole local days `first..=last`, cut
+/// to the instants `[from, until)` when given (an alert only when it was
+/// opened and handled inside them).
+#[derive(Debug, Clone, Copy)]
+struct Stretch {
+    first: Date,
+    last: Date,
+    from: Option<Timestamp>,
+    until: Option<Timestamp>,
+}
+
+impl Stretch {
+    fn days(first: Date, last: Date) -> Stretch {
+        Stretch {
+            first,
+            last,
+            from: None,
+            until: None,
+        }
+    }
+
+    fn holds(&self, t: Timestamp) -> bool {
+        self.from.is_none_or(|from| from <= t) && self.until.is_none_or(|until| t < until)
+    }
+
+    fn holds_alert(&self, alert: &PlannedAlert) -> bool {
+        self.holds(alert.opened_at) && self.holds(alert.resolved.0)
+    }
 }
 
 impl Writer<'_> {
-    fn home(&mut self, home: &Home, plan: &Plan) -> anyhow::Result<()> {
+    fn home(&mut self, home: &Home, stretch: &Stretch) -> anyhow::Result<()> {
         let resident = &home.resident;
         let tz = &resident.timezone;
         let mut busy: HashMap<(Rule, Subject), Timestamp> = HashMap::new();
-        let start = resident.enrolled_from.max(plan.first_day());
+        let start = resident.enrolled_from.max(stretch.first);
         let end = resident
             .enrolled_until
-            .map_or(plan.until, |u| u.min(plan.until));
+            .map_or(stretch.last, |u| u.min(stretch.last));
         for date in start.series(1.day()).take_while(|d| *d <= end) {
             let mut r = rng(&[home.key, 2, date_key(date)]);
             let away = resident
                 .away
                 .iter()
                 .any(|a| a.from <= date && date <= a.until);
-            let day = day_readings(home, date, away, &mut r);
+            let mut day = day_readings(home, date, away, &mut r);
+            day.readings
+                .retain(|(_, reading)| stretch.holds(reading.ts));
+            day.emergencies.retain(|(_, at, _)| stretch.holds(*at));
             let enrolled = !away;
             let stored = self.judge_and_batch(home, day.readings)?;
             if enrolled {
@@ -698,7 +914,9 @@ impl Writer<'_> {
                     // The rules are suspended on days the resident is not
                     // enrolled; one occurrence at a time per rule.
                     let opened = local_date(tz, alert.opened_at);
-                    if !ondol_report::metrics::enrolled_on(resident, opened) || opened > plan.until
+                    if !ondol_report::metrics::enrolled_on(resident, opened)
+                        || opened > stretch.last
+                        || !stretch.holds_alert(&alert)
                     {
                         continue;
                     }
@@ -799,6 +1017,7 @@ impl Writer<'_> {
                 self.summary.alerts_new += 1;
                 row
             }
+            Raised::Known(_) | Raised::AlreadyOpen(_) if self.beside_live => return Ok(()),
             Raised::Known(row) => row,
             Raised::AlreadyOpen(open) => anyhow::bail!(
                 "alert {} ({}) is still open where the history raises another",
@@ -927,7 +1146,11 @@ fn day_readings(home: &Home, date: Date, away: bool, r: &mut SmallRng) -> Day {
             && let Some(t) = at(minute, r.random_range(0..60))
         {
             let ok = ReadingValue::Checkin(CheckinValue::Ok);
-            if push(&home.button, reading(ReadingType::Checkin, ok, None, t)) && !on_time {
+            let forgot = home.forgets_checkin == Some(date);
+            if !forgot
+                && push(home.button(), reading(ReadingType::Checkin, ok, None, t))
+                && !on_time
+            {
                 day.late_checkin = Some(t);
             }
         }
@@ -1056,8 +1279,9 @@ fn day_readings(home: &Home, date: Date, away: bool, r: &mut SmallRng) -> Day {
         )
     {
         let help = ReadingValue::Checkin(CheckinValue::Help);
-        if push(&home.button, reading(ReadingType::Checkin, help, None, t)) {
-            day.emergencies.push((home.button.clone(), t, Cause::Help));
+        if push(home.button(), reading(ReadingType::Checkin, help, None, t)) {
+            day.emergencies
+                .push((home.button().clone(), t, Cause::Help));
         }
     }
     if r.random_bool(0.0008)
@@ -1400,6 +1624,88 @@ mod tests {
         assert!(error.contains("already holds residents"), "{error}");
         assert_eq!(store.count_readings().unwrap(), 0);
         assert!(store.backfills().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_filled_roster_gets_its_stretch_and_a_rerun_from_the_last_reading_adds_nothing() {
+        let mut store = Store::open_in_memory().unwrap();
+        let roster = crate::roster::parse(crate::roster::DEMO_REGISTRY, "demo").unwrap();
+        store.import_roster(&roster).unwrap();
+        let until = now();
+        let default_from = until - SignedDuration::from_hours(7 * 24);
+        let forgetful = ResidentId::new("r-0006").unwrap();
+        let today = local_date(&TimeZone::get("Asia/Seoul").unwrap(), until);
+        let fill_at = |from: HashMap<ResidentId, Timestamp>| Fill {
+            roster: roster.clone(),
+            seed: 1,
+            from,
+            default_from,
+            until,
+            forgets_checkin: Some((forgetful.clone(), today)),
+        };
+        let first = fill(
+            &mut store,
+            &fill_at(HashMap::new()),
+            &DecodeLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(first.rejected, 0);
+        assert_eq!(
+            first.residents, 20,
+            "every resident has a caseworker and a device"
+        );
+        assert!(first.readings > 1000, "{first:?}");
+        assert_eq!(first.readings_new, first.readings);
+        // Inside the stretch, and every alert of it handled by its end.
+        let activity = store.all_resident_activity().unwrap();
+        assert_eq!(activity.len(), 20);
+        for row in &activity {
+            let last = row.last_reading_at.unwrap();
+            assert!(default_from <= last && last < until, "{row:?}");
+        }
+        assert!(first.alerts > 0);
+        assert!(
+            store
+                .recent_alerts(usize::MAX)
+                .unwrap()
+                .iter()
+                .all(|a| a.status == AlertStatus::Resolved)
+        );
+        // A resident without a button checks in at the gateway, but not on
+        // the day she forgets.
+        let checkins: Vec<Timestamp> = store
+            .readings_for_device(&DeviceId::new("gw-0006").unwrap(), usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.reading.reading_type == ReadingType::Checkin)
+            .map(|r| r.reading.ts)
+            .collect();
+        assert!(checkins.len() >= 4, "{checkins:?}");
+        let seoul = TimeZone::get("Asia/Seoul").unwrap();
+        assert!(checkins.iter().all(|t| local_date(&seoul, *t) != today));
+
+        // Again from each resident's last reading: nothing new.
+        let from = activity
+            .into_iter()
+            .map(|row| {
+                let after = row.last_reading_at.unwrap() + SignedDuration::from_millis(1);
+                (row.resident_id, after)
+            })
+            .collect();
+        let again = fill(&mut store, &fill_at(from), &DecodeLimits::default()).unwrap();
+        assert_eq!(again.readings, 0, "{again:?}");
+        assert_eq!(again.alerts_new, 0);
+        assert_eq!(store.count_readings().unwrap(), first.readings);
+        // And the whole week again: only duplicates.
+        let whole = fill(
+            &mut store,
+            &fill_at(HashMap::new()),
+            &DecodeLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(whole.readings_new, 0);
+        assert_eq!(whole.readings_duplicate, first.readings);
+        assert_eq!(store.count_readings().unwrap(), first.readings);
     }
 
     #[test]

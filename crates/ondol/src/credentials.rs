@@ -24,7 +24,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use ondol_broker::access::{DeviceAccess, StaffAccess, StaffToken, StoredSecret, VerifySecret};
 use ondol_broker::{AccessList, Gate};
 use ondol_ingest::RosterIndex;
-use ondol_model::roster::Roster;
+use ondol_model::StaffId;
+use ondol_model::roster::{Roster, StaffRole};
 use ondol_store::{DeviceCredentialRow, Store};
 use rand::RngCore;
 use tokio::sync::watch;
@@ -304,6 +305,84 @@ pub fn import_roster_secrets(
 /// over HTTP and alert topics over MQTT; 16 random characters resist
 /// guessing, a word or a PIN does not.
 pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Where staff bearer tokens come from: the environment variable each
+/// roster entry names (`token_env`) and, with `ondol run --demo` only,
+/// tokens generated at start for the variables left unset, so a newcomer
+/// can sign in with what the start prints. Every reader of staff tokens
+/// (the API's token table, the broker's staff apps, the checks) asks here.
+#[derive(Clone, Default)]
+pub struct StaffTokens {
+    /// Variable name → generated token (empty outside the demo).
+    generated: Arc<HashMap<String, String>>,
+}
+
+/// A token generated for a demo staff member.
+#[derive(Debug, Clone)]
+pub struct DemoToken {
+    pub staff: StaffId,
+    pub role: StaffRole,
+    pub name: String,
+    pub variable: String,
+    pub token: String,
+}
+
+impl StaffTokens {
+    /// The token in `var`: the environment's (empty counts as unset), or
+    /// the one generated for it.
+    pub fn get(&self, var: &str) -> Option<String> {
+        std::env::var(var)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| self.generated.get(var).cloned())
+    }
+
+    /// The environment's tokens, and a random one (`demo-` and 40 hex
+    /// digits) for each staff member whose variable is unset. For the demo
+    /// only: these tokens are printed.
+    pub fn with_demo_tokens(roster: &Roster) -> (StaffTokens, Vec<DemoToken>) {
+        let mut generated = HashMap::new();
+        let mut shown = Vec::new();
+        for staff in &roster.staff {
+            let Some(var) = staff.token_env.as_deref() else {
+                continue;
+            };
+            if StaffTokens::default().get(var).is_some() || generated.contains_key(var) {
+                continue;
+            }
+            let mut bytes = [0u8; 20];
+            rand::rng().fill_bytes(&mut bytes);
+            let token = format!(
+                "demo-{}",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            generated.insert(var.to_owned(), token.clone());
+            shown.push(DemoToken {
+                staff: staff.id.clone(),
+                role: staff.role,
+                name: staff.name.clone(),
+                variable: var.to_owned(),
+                token,
+            });
+        }
+        // Caseworkers first: they are whom a newcomer signs in as.
+        shown.sort_by_key(|t| StaffRole::ALL.iter().position(|r| *r == t.role));
+        (
+            StaffTokens {
+                generated: Arc::new(generated),
+            },
+            shown,
+        )
+    }
+}
+
+impl fmt::Debug for StaffTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaffTokens")
+            .field("generated", &self.generated.len())
+            .finish()
+    }
+}
 
 /// Refuses to start when a staff member's token (from their `token_env`)
 /// is too short, or is the same as another member's (a request could not

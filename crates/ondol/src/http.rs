@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TimeseriesBackend};
+use crate::credentials::StaffTokens;
 
 /// How long requests in flight may take to finish at shutdown.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,8 +81,13 @@ fn recorder() -> Option<PrometheusHandle> {
 
 /// Opens the API's store connections, binds `http.listen` and serves: the
 /// whole API with `api`, otherwise only the health checks and metrics.
-pub async fn start(config: &Config, roster: &Roster, api: bool) -> anyhow::Result<Http> {
-    let tokens = Tokens::from_staff(&roster.staff, |var| std::env::var(var).ok());
+pub async fn start(
+    config: &Config,
+    roster: &Roster,
+    api: bool,
+    staff_tokens: StaffTokens,
+) -> anyhow::Result<Http> {
+    let tokens = Tokens::from_staff(&roster.staff, |var| staff_tokens.get(var));
     let without_token = roster.staff.len() - tokens.len();
     if api && tokens.is_empty() {
         tracing::warn!(
@@ -133,8 +139,8 @@ pub async fn start(config: &Config, roster: &Roster, api: bool) -> anyhow::Resul
     let state = ApiState::new(ApiParts {
         stores,
         tokens,
-        token_source: Some(Arc::new(|staff: &[ondol_model::roster::Staff]| {
-            Tokens::from_staff(staff, |var| std::env::var(var).ok())
+        token_source: Some(Arc::new(move |staff: &[ondol_model::roster::Staff]| {
+            Tokens::from_staff(staff, |var| staff_tokens.get(var))
         })),
         clock: Arc::new(SystemClock),
         readings,

@@ -13,7 +13,9 @@
 //! - [`backfill`]: `ondol simulate backfill`: synthetic history in the store.
 //! - [`retention`]: deleting raw readings and rejections past their retention.
 //! - [`logging`]: tracing setup.
-//! - [`credentials`]: device secrets (Argon2id) and the broker's access list.
+//! - [`credentials`]: device secrets (Argon2id), the broker's access list
+//!   and where staff tokens come from.
+//! - [`demo`]: `ondol run --demo`: its history, live cues and sign-in.
 //! - [`device_cli`]: `ondol device add|rotate-secret|revoke`.
 //! - [`report_cli`]: `ondol report utilisation`.
 
@@ -24,6 +26,7 @@ pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod demo;
 pub mod device_cli;
 pub mod http;
 pub mod logging;

@@ -36,7 +36,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, TimeseriesBackend};
-use crate::credentials::{self, AccessSource, Verifier};
+use crate::credentials::{self, AccessSource, StaffTokens, Verifier};
+use crate::demo;
 use crate::roster;
 use crate::simulate;
 
@@ -193,8 +194,36 @@ pub async fn run(
     } else {
         roster::read(&config.registry.file)?
     };
+    // The demo: its live cues (and the roster change one of them needs),
+    // then a week of history before anything runs.
+    let demo = if options.demo {
+        let homes = simulate::demo_homes(&config.simulator, &file_roster)?;
+        Some((
+            demo::stage(&file_roster, &homes, jiff::Timestamp::now()),
+            homes,
+        ))
+    } else {
+        None
+    };
+    let file_roster = demo
+        .as_ref()
+        .map_or(file_roster, |(stage, _)| stage.roster.clone());
     let roster = roster::import(&mut store, &file_roster)?;
-    credentials::check_staff_tokens(&roster, |var| std::env::var(var).ok())?;
+    if let Some((stage, _)) = &demo {
+        demo::write_history(
+            &mut store,
+            &roster,
+            stage,
+            config.simulator.seed,
+            &config.ingest.decode_limits(),
+        )?;
+    }
+    let (staff_tokens, demo_tokens) = if options.demo {
+        StaffTokens::with_demo_tokens(&roster)
+    } else {
+        (StaffTokens::default(), Vec::new())
+    };
+    credentials::check_staff_tokens(&roster, |var| staff_tokens.get(var))?;
     credentials::import_roster_secrets(&mut store, &file_roster, |var| std::env::var(var).ok())?;
     let credential_rows = store
         .device_credentials()
@@ -211,7 +240,7 @@ pub async fn run(
         "roster loaded"
     );
     // Every role answers health checks and metrics; the API only with `api`.
-    let http = crate::http::start(&config, &roster, roles.api).await?;
+    let http = crate::http::start(&config, &roster, roles.api, staff_tokens.clone()).await?;
     // Credential changes republish the roster through this sender while the
     // server runs.
     let (roster_updates, roster_index) = watch::channel(Arc::new(RosterIndex::new(&roster)));
@@ -344,6 +373,7 @@ pub async fn run(
                 roster_revision,
                 allow_anonymous,
                 roster_updates: roster_updates.clone(),
+                staff_tokens: staff_tokens.clone(),
             },
             shutdown.clone(),
         )
@@ -358,15 +388,19 @@ pub async fn run(
     }
 
     let fleet_shutdown = CancellationToken::new();
-    let fleet = match (options.demo, device_port) {
-        (true, Some(port)) => {
+    let (story, demo) = match demo {
+        Some((stage, homes)) => (stage.story, Some((stage.cues, homes))),
+        None => (Vec::new(), None),
+    };
+    let fleet = match (demo, device_port) {
+        (Some((cues, homes)), Some(port)) => {
             tracing::warn!(
                 "demo mode: a simulated fleet publishes into this instance and devices connect without credentials"
             );
-            let sim = simulate::demo_config(&config.simulator, &roster, port)?;
+            let sim = simulate::demo_config(&config.simulator, homes, cues, port);
             Some(tokio::spawn(ondol_sim::run(sim, fleet_shutdown.clone())))
         }
-        (true, None) => {
+        (Some(_), None) => {
             tracing::warn!(
                 "--demo runs its fleet only against the embedded broker; no fleet started"
             );
@@ -385,6 +419,18 @@ pub async fn run(
         role = %roles.describe(&config),
         "ondol ready"
     );
+    if options.demo {
+        for t in &demo_tokens {
+            tracing::warn!(
+                staff = %t.staff,
+                role = t.role.as_str(),
+                variable = %t.variable,
+                token = %t.token,
+                "demo mode: a bearer token generated for this run (set the variable to choose one)"
+            );
+        }
+        demo::print_banner(http.addr, device_port, &demo_tokens, &story);
+    }
 
     let lease_lost = alerting
         .as_ref()
@@ -514,7 +560,7 @@ async fn run_broker(config: Config, shutdown: CancellationToken) -> anyhow::Resu
         .roster_revision()
         .context("cannot read the roster revision")?;
     let roster = store.load_roster().context("cannot load the roster")?;
-    credentials::check_staff_tokens(&roster, |var| std::env::var(var).ok())?;
+    credentials::check_staff_tokens(&roster, |var| StaffTokens::default().get(var))?;
     let credential_rows = store
         .device_credentials()
         .context("cannot read device credentials")?;
@@ -531,12 +577,13 @@ async fn run_broker(config: Config, shutdown: CancellationToken) -> anyhow::Resu
             roster_revision,
             allow_anonymous: config.mqtt.allow_anonymous,
             roster_updates,
+            staff_tokens: StaffTokens::default(),
         },
         shutdown.clone(),
     )
     .await?;
     tokio::spawn(watch_router(router, None, shutdown.clone()));
-    let http = crate::http::start(&config, &roster, false).await?;
+    let http = crate::http::start(&config, &roster, false, StaffTokens::default()).await?;
     http.set_pipeline_running(true);
     tracing::info!(mqtt = %listener.addr, http = %http.addr, role = "broker", "ondol ready");
     shutdown.cancelled().await;
@@ -556,6 +603,8 @@ struct DeviceAccess<'a> {
     roster_revision: i64,
     allow_anonymous: bool,
     roster_updates: watch::Sender<Arc<RosterIndex>>,
+    /// Staff apps sign in to the broker with their API token.
+    staff_tokens: StaffTokens,
 }
 
 /// Opens the embedded broker to devices: the access gate (following
@@ -572,11 +621,12 @@ async fn serve_devices(
             "ANONYMOUS MQTT CONNECTIONS ARE ALLOWED (demo mode or mqtt.allow_anonymous): any client can speak as any device by choosing its client id. Never run this way with real residents."
         );
     }
+    let staff_tokens = access.staff_tokens;
     let source = AccessSource::new(
         access.database,
         access.allow_anonymous,
         access.roster,
-        |var| std::env::var(var).ok(),
+        |var| staff_tokens.get(var),
     )
     .with_ingest_worker(
         &config.mqtt.ingest_username,

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use jiff::{SignedDuration, Timestamp};
 use ondol_model::roster::Roster;
-use ondol_sim::{SimConfig, SimHome};
+use ondol_sim::{Cue, SimConfig, SimHome};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SimulatorConfig};
@@ -125,14 +125,26 @@ pub async fn run(
     Ok(())
 }
 
-/// The fleet of `ondol run --demo`, against the embedded broker on `port`.
+/// The homes `ondol run --demo` simulates: `simulator.homes` of the
+/// roster's, without the device left to the README's reader.
+pub fn demo_homes(defaults: &SimulatorConfig, roster: &Roster) -> anyhow::Result<Vec<SimHome>> {
+    pick_homes(&crate::demo::simulated(roster), defaults.homes)
+}
+
+/// The fleet of `ondol run --demo`, against the embedded broker on `port`:
+/// the homes live from now (their history is in the store already), with
+/// the demo's cues on top.
 pub fn demo_config(
     defaults: &SimulatorConfig,
-    roster: &Roster,
+    homes: Vec<SimHome>,
+    cues: Vec<Cue>,
     port: u16,
-) -> anyhow::Result<SimConfig> {
-    let homes = pick_homes(roster, defaults.homes)?;
-    Ok(sim_config(defaults, homes, "127.0.0.1".into(), port))
+) -> SimConfig {
+    SimConfig {
+        start: Timestamp::now(),
+        cues,
+        ..sim_config(defaults, homes, "127.0.0.1".into(), port)
+    }
 }
 
 /// Device secrets from the variables the roster names (`secret_env`), so a
