@@ -116,6 +116,39 @@ async fn mqtt_over_tls(port: u16, ca: &CertificateDer<'static>, password: &str) 
     }
 }
 
+/// Whether process `pid` holds a listening TCP socket on `port` (Linux:
+/// its socket inodes in /proc/PID/fd, matched against /proc/net/tcp{,6}).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the server's descriptors")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|local| local.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            // State 0A is LISTEN; field 9 is the socket's inode.
+            local_port == Some(port)
+                && fields.get(3) == Some(&"0A")
+                && fields.get(9).is_some_and(|inode| inodes.contains(*inode))
+        })
+}
+
 async fn tls_server(dir: &Path, tls_port: u16, extra: &str) -> TestServer {
     let mqtt = format!(
         "tcp_enabled = false\n[mqtt.tls]\nenabled = true\nlisten = \"127.0.0.1:{tls_port}\"\ncert_file = {:?}\nkey_file = {:?}\n{extra}",
@@ -141,12 +174,14 @@ async fn devices_connect_over_tls_and_an_idle_client_blocks_no_one() {
 
     assert!(mqtt_over_tls(tls_port, &ca, SECRET).await);
     assert!(!mqtt_over_tls(tls_port, &ca, "not-the-secret-77").await);
-    // Plain TCP is off: nothing listens on mqtt.listen.
+    // Plain TCP is off: the server listens on the TLS port only, not on
+    // mqtt.listen. Asked of the server's own sockets: a connect to that
+    // port could reach another test's server that happened to take it.
     assert!(
-        TcpStream::connect(("127.0.0.1", server.mqtt_port))
-            .await
-            .is_err()
+        listens_on(server.pid(), tls_port),
+        "the check sees the TLS listener"
     );
+    assert!(!listens_on(server.pid(), server.mqtt_port));
     // A client that does not trust the server's CA gets no session.
     let other_ca = issue(tempfile::tempdir().unwrap().path());
     let tcp = TcpStream::connect(("127.0.0.1", tls_port)).await.unwrap();
