@@ -142,6 +142,16 @@ async fn two_ingest_workers_and_one_alerting_process_meet_through_the_store() {
         }
         tokio::time::sleep(EVERY).await;
     }
+    // With alerting down, the workers show the feed waiting: the gauge an
+    // operator alerts on, since no alerting process can page about itself.
+    let (_, metrics) = get(&format!("{}/metrics", http_base_in(&workers[0].log()))).await;
+    let waited: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("ondol_alerting_feed_oldest_age_seconds"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no feed age gauge in:\n{metrics}"));
+    assert!(waited >= 2.0, "the oldest feed row waited {waited} s");
     // The restart takes the lease at once: its holder's pid is gone.
     alerting
         .start(&["run", "--role", "alerting,api"], "ondol ready")

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -342,6 +342,28 @@ impl Store {
             .map_err(StoreError::sqlite("finishing feed rows"))
     }
 
+    /// When the oldest row still waiting was committed: alerting takes rows
+    /// within a second, so an old one means no alerting process is taking
+    /// them (one indexed read, for a gauge every ingest worker exports).
+    pub fn feed_oldest(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT committed_ms FROM alerting_feed ORDER BY id LIMIT 1",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("reading the alerting feed's oldest row"))?
+            .map(|ms| {
+                Timestamp::from_millisecond(ms).map_err(|error| StoreError::InvalidRow {
+                    table: "alerting_feed",
+                    key: ms.to_string(),
+                    detail: error.to_string(),
+                })
+            })
+            .transpose()
+    }
+
     /// How many feed rows wait (a gauge for operators).
     pub fn feed_backlog(&self) -> Result<u64, StoreError> {
         self.conn
@@ -515,8 +537,10 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(rest.rows[0].facts.readings[0].device_id.as_str(), "gw-2");
         assert_eq!(store.feed_backlog().unwrap(), 1);
+        assert!(store.feed_oldest().unwrap().is_some());
         store.finish_feed(&rest.ids()).unwrap();
         assert_eq!(store.feed_backlog().unwrap(), 0);
+        assert_eq!(store.feed_oldest().unwrap(), None);
     }
 
     #[test]

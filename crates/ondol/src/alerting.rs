@@ -380,8 +380,15 @@ pub async fn follow_conditions(
 /// How often an ingest worker records its heartbeat and conditions.
 const WORKER_BEAT: Duration = Duration::from_secs(1);
 
+/// Gauge every ingest worker exports: how long the oldest alerting feed
+/// row has waited (0 when none waits). Alerting takes rows within a
+/// second; a growing age means no alerting process runs, which nobody
+/// else can page about.
+pub const FEED_OLDEST_AGE: &str = "ondol_alerting_feed_oldest_age_seconds";
+
 /// Records this ingest worker's heartbeat and conditions in the store
-/// every second until `shutdown`, for alerting in another process. A
+/// every second until `shutdown`, for alerting in another process, and
+/// exports [`FEED_OLDEST_AGE`]. A
 /// failed write is logged once per run of failures: a worker that cannot
 /// write its heartbeat cannot commit readings either, and alerting sees
 /// the heartbeat age.
@@ -404,9 +411,13 @@ pub async fn beat_worker(
             };
             let conditions: Vec<SystemOutage> =
                 sources.iter().filter_map(|source| source()).collect();
-            store
-                .beat_ingest_worker(&who, jiff::Timestamp::now(), &conditions)
-                .map(|()| store)
+            let now = jiff::Timestamp::now();
+            store.beat_ingest_worker(&who, now, &conditions)?;
+            let waited = store.feed_oldest()?.map_or(0.0, |oldest| {
+                now.duration_since(oldest).as_secs_f64().max(0.0)
+            });
+            metrics::gauge!(FEED_OLDEST_AGE).set(waited);
+            Ok::<_, ondol_store::StoreError>(store)
         })
         .await;
         match beat {
