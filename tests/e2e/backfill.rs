@@ -3,26 +3,10 @@
 //! and another history on top is refused.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{binary, open_db};
-
-fn ondol(config: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .env_remove("ONDOL_PSEUDONYM_KEY")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use crate::support::{ondol_with_config, open_db};
 
 fn whole_range(report: &Path) -> Value {
     let json: Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
@@ -57,7 +41,7 @@ fn backfilled_history_shows_in_the_report_once() {
         "--seed",
         "11",
     ];
-    let (ok, stderr) = ondol(&config, &backfill);
+    let (ok, stderr) = ondol_with_config(&config, &backfill);
     assert!(ok, "{stderr}");
     let db = open_db(&data.join("ondol.db"));
     let count = |sql: &str| db.query_row(sql, [], |row| row.get::<_, i64>(0)).unwrap();
@@ -92,7 +76,7 @@ fn backfilled_history_shows_in_the_report_once() {
     let mut args: Vec<&str> = report.to_vec();
     let out_text = out.display().to_string();
     args.push(&out_text);
-    let (ok, stderr) = ondol(&config, &args);
+    let (ok, stderr) = ondol_with_config(&config, &args);
     assert!(ok, "{stderr}");
     let figures = whole_range(&out);
     assert_eq!(figures["residents_enrolled"], 8);
@@ -107,7 +91,7 @@ fn backfilled_history_shows_in_the_report_once() {
     assert!(figures["active_days"].as_i64().unwrap() > 0);
 
     // The same backfill again: nothing new, the same report.
-    let (ok, stderr) = ondol(&config, &backfill);
+    let (ok, stderr) = ondol_with_config(&config, &backfill);
     assert!(ok, "{stderr}");
     assert!(
         stderr.contains(&format!("{readings} readings (0 new)")),
@@ -115,7 +99,7 @@ fn backfilled_history_shows_in_the_report_once() {
     );
     assert_eq!(count("SELECT count(*) FROM readings"), readings);
     assert_eq!(count("SELECT count(*) FROM alerts"), alerts);
-    let (ok, stderr) = ondol(&config, &args);
+    let (ok, stderr) = ondol_with_config(&config, &args);
     assert!(ok, "{stderr}");
     assert_eq!(whole_range(&out), figures);
 
@@ -123,7 +107,7 @@ fn backfilled_history_shows_in_the_report_once() {
     let mut other = backfill.to_vec();
     let last = other.len() - 1;
     other[last] = "12";
-    let (ok, stderr) = ondol(&config, &other);
+    let (ok, stderr) = ondol_with_config(&config, &other);
     assert!(!ok);
     assert!(stderr.contains("holds another backfill"), "{stderr}");
     assert_eq!(count("SELECT count(*) FROM readings"), readings);

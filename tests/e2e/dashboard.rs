@@ -24,7 +24,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use crate::services::{REQUIRE_SERVICES, find_server};
-use crate::support::{PATIENCE, TestServer};
+use crate::support::{PATIENCE, TestServer, artifacts_dir};
 
 const CW_TOKEN: &str = "e2e-dashboard-caseworker-token-0123456789";
 const SUP_TOKEN: &str = "e2e-dashboard-supervisor-token-0123456789";
@@ -38,20 +38,6 @@ const BROWSER_PATIENCE: Duration = Duration::from_secs(420);
 /// The directory holding the browser script and its `node_modules`.
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-/// Where screenshots go: `e2e-artifacts` in the target directory this test
-/// binary was built into (`<target>/debug/deps/e2e-*`).
-fn artifacts_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-        })
-        .join("e2e-artifacts")
 }
 
 /// node, Chromium and playwright-core, or `None` after saying what is missing.

@@ -9,14 +9,14 @@
 //! (set by `.ci/run`), which makes it fail. The HTML and the PDF are kept
 //! in `<target dir>/e2e-artifacts/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::services::find_server;
-use crate::support::{TestServer, binary, ms_ago};
+use crate::support::{TestServer, artifacts_dir, binary, ms_ago, ondol_with_config};
 
 fn roster() -> String {
     let mut text = String::new();
@@ -150,31 +150,10 @@ const SUMMARY_FIGURES: [&str; 11] = [
     "Satisfaction mean",
 ];
 
-/// Where the printed report is kept: `e2e-artifacts` in the target
-/// directory this test binary was built into (`<target>/debug/deps/e2e-*`).
-fn artifacts_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("e2e-artifacts")
-}
-
 /// Runs `ondol` with `args` and `--config`; panics with its stderr if it fails.
 fn ondol(config: &Path, args: &[&str]) {
-    let output = Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .env_remove("ONDOL_PSEUDONYM_KEY")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ondol {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (ok, stderr) = ondol_with_config(config, args);
+    assert!(ok, "ondol {args:?}: {stderr}");
 }
 
 /// Runs a tool to the end within [`PRINT_PATIENCE`]; its stdout.

@@ -604,3 +604,35 @@ pub fn http_base_in(log: &str) -> String {
         .unwrap_or_else(|| panic!("no http= in {plain:?}"));
     format!("http://{addr}")
 }
+
+/// Where tests keep what a person may want to look at afterwards
+/// (screenshots, printed reports): `e2e-artifacts` in the target directory
+/// this test binary was built into (`<target>/debug/deps/e2e-*`).
+pub fn artifacts_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        })
+        .join("e2e-artifacts")
+}
+
+/// Runs `ondol <args> --config <config>` to the end (no server, no
+/// pseudonym key from the environment): whether it succeeded, and its stderr.
+pub fn ondol_with_config(config: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .env_remove("ONDOL_PSEUDONYM_KEY")
+        .output()
+        .expect("run ondol");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
