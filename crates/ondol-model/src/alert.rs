@@ -214,6 +214,22 @@ impl OutageSource {
     }
 }
 
+/// Alerting's name for the part a condition of ingest or the sink is about.
+impl From<crate::condition::OutageCause> for OutageSource {
+    fn from(cause: crate::condition::OutageCause) -> OutageSource {
+        use crate::condition::OutageCause;
+        match cause {
+            OutageCause::NoMessages => OutageSource::NoMessages,
+            OutageCause::BrokerUnreachable => OutageSource::Broker,
+            OutageCause::StoreUnwritable => OutageSource::Store,
+            OutageCause::IngestStalled => OutageSource::IngestStalled,
+            OutageCause::SinkUnauthorized | OutageCause::SinkUnreachable => {
+                OutageSource::Timeseries
+            }
+        }
+    }
+}
+
 /// What an alert is about: a resident, a device (`device_offline`), or
 /// Ondol itself (`system_outage`). Stored as `resident:<id>`,
 /// `device:<id>` or `system`.

@@ -50,11 +50,6 @@ impl ProcessId {
         }
     }
 
-    /// `name (pid P on host H)`, for messages.
-    pub fn describe(&self) -> String {
-        format!("{} (pid {} on {})", self.name, self.pid, self.host)
-    }
-
     fn holder(&self) -> String {
         format!("{}#{}", self.name, self.instance)
     }

@@ -326,17 +326,6 @@ pub fn conditions(
     sources
 }
 
-/// Alerting's name for the part a condition is about.
-pub fn outage_source(cause: OutageCause) -> OutageSource {
-    match cause {
-        OutageCause::NoMessages => OutageSource::NoMessages,
-        OutageCause::BrokerUnreachable => OutageSource::Broker,
-        OutageCause::StoreUnwritable => OutageSource::Store,
-        OutageCause::IngestStalled => OutageSource::IngestStalled,
-        OutageCause::SinkUnauthorized | OutageCause::SinkUnreachable => OutageSource::Timeseries,
-    }
-}
-
 /// Tells alerting when a condition is raised or cleared, until `shutdown`.
 /// Conditions are idempotent flags owned by the parts that detect them;
 /// reading them here keeps ingest and the sink unaware of alerting.
@@ -349,7 +338,9 @@ pub async fn follow_conditions(
     loop {
         for (source, was) in sources.iter().zip(current.iter_mut()) {
             let outage = source();
-            let now = outage.as_ref().map(|outage| outage_source(outage.cause));
+            let now = outage
+                .as_ref()
+                .map(|outage| OutageSource::from(outage.cause));
             if now == *was {
                 continue;
             }
@@ -483,7 +474,7 @@ pub fn outages_of_workers(
         };
         if counts && let Some((worker, condition)) = reports.first() {
             down.insert(
-                outage_source(cause),
+                OutageSource::from(cause),
                 format!("{} (ingest worker {worker})", condition.detail),
             );
         }
@@ -670,7 +661,7 @@ mod tests {
             (OutageCause::SinkUnreachable, OutageSource::Timeseries),
             (OutageCause::SinkUnauthorized, OutageSource::Timeseries),
         ] {
-            assert_eq!(outage_source(cause), source);
+            assert_eq!(OutageSource::from(cause), source);
             assert_eq!(source.hides_residents(), source != OutageSource::Timeseries);
         }
     }

@@ -301,17 +301,7 @@ pub fn backfill(
         .import_roster(&roster)
         .context("cannot import the synthetic roster")?;
     let index = RosterIndex::new(&roster);
-    let mut writer = Writer {
-        store,
-        judge: Judge::new(limits.clone()),
-        index: &index,
-        batch: Batch::default(),
-        summary: Summary {
-            residents: homes.len(),
-            ..Summary::default()
-        },
-        beside_live: false,
-    };
+    let mut writer = Writer::new(store, limits, &index, homes.len(), false);
     for home in &homes {
         writer.home(home, &Stretch::days(plan.first_day(), plan.until))?;
         progress(u64::from(plan.days), writer.summary.readings);
@@ -353,17 +343,7 @@ pub fn fill(store: &mut Store, fill: &Fill, limits: &DecodeLimits) -> anyhow::Re
     let homes = roster_homes(fill);
     let index = RosterIndex::new(&fill.roster);
     store.set_bulk_load(true)?;
-    let mut writer = Writer {
-        store,
-        judge: Judge::new(limits.clone()),
-        index: &index,
-        batch: Batch::default(),
-        summary: Summary {
-            residents: homes.len(),
-            ..Summary::default()
-        },
-        beside_live: true,
-    };
+    let mut writer = Writer::new(store, limits, &index, homes.len(), true);
     for home in &homes {
         let from = fill
             .from
@@ -849,7 +829,27 @@ impl Stretch {
     }
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(
+        store: &'a mut Store,
+        limits: &DecodeLimits,
+        index: &'a RosterIndex,
+        residents: usize,
+        beside_live: bool,
+    ) -> Writer<'a> {
+        Writer {
+            store,
+            judge: Judge::new(limits.clone()),
+            index,
+            batch: Batch::default(),
+            summary: Summary {
+                residents,
+                ..Summary::default()
+            },
+            beside_live,
+        }
+    }
+
     fn home(&mut self, home: &Home, stretch: &Stretch) -> anyhow::Result<()> {
         let resident = &home.resident;
         let tz = &resident.timezone;

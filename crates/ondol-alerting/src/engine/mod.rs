@@ -268,8 +268,6 @@ pub struct RosterChanges {
 /// What one [`Engine::follow_feed`] applied.
 #[derive(Debug, Default)]
 pub struct FeedProgress {
-    /// Feed rows applied (and removed).
-    pub rows: usize,
     /// The limit was reached: more rows may be waiting.
     pub more: bool,
     /// From each row's commit to its application.
@@ -500,7 +498,6 @@ impl Engine {
         }
         self.store.finish_feed(&take.ids())?;
         Ok(FeedProgress {
-            rows: take.len(),
             more: take.len() >= limit,
             lags,
         })
